@@ -85,10 +85,18 @@ macro_rules! avro_record {
     };
 }
 
-avro_record!(SensorReading, "SensorReading", schema::SENSOR_READING_SCHEMA);
+avro_record!(
+    SensorReading,
+    "SensorReading",
+    schema::SENSOR_READING_SCHEMA
+);
 avro_record!(AnomalyEvent, "AnomalyEvent", schema::ANOMALY_EVENT_SCHEMA);
 avro_record!(DeadLetter, "DeadLetter", schema::DEAD_LETTER_SCHEMA);
-avro_record!(ScoredReading, "ScoredReading", schema::SCORED_READING_SCHEMA);
+avro_record!(
+    ScoredReading,
+    "ScoredReading",
+    schema::SCORED_READING_SCHEMA
+);
 avro_record!(ChainRecord, "ChainRecord", schema::CHAIN_RECORD_SCHEMA);
 
 /// Parses a writer schema received from a registry.
@@ -186,8 +194,17 @@ mod tests {
         let Value::Record(fields) = value else {
             panic!("a record")
         };
-        assert_eq!(fields[1], ("timestamp".into(), Value::TimestampMillis(1_767_225_600_000)));
-        assert_eq!(fields[5], ("status".into(), Value::Enum(1, "DEGRADED".into())));
+        assert_eq!(
+            fields[1],
+            (
+                "timestamp".into(),
+                Value::TimestampMillis(1_767_225_600_000)
+            )
+        );
+        assert_eq!(
+            fields[5],
+            ("status".into(), Value::Enum(1, "DEGRADED".into()))
+        );
     }
 
     #[test]
@@ -256,8 +273,14 @@ mod tests {
         let Value::Record(fields) = value else {
             panic!("a record")
         };
-        assert_eq!(fields.last().unwrap(), &("phase".into(), Value::String("L1".into())));
-        assert_eq!(fields[0], ("meter_id".into(), Value::String("feeder-a-001".into())));
+        assert_eq!(
+            fields.last().unwrap(),
+            &("phase".into(), Value::String("L1".into()))
+        );
+        assert_eq!(
+            fields[0],
+            ("meter_id".into(), Value::String("feeder-a-001".into()))
+        );
     }
 
     #[test]
@@ -288,7 +311,10 @@ mod tests {
     fn truncated_and_garbage_datums_are_errors_not_panics() {
         let bytes = scored().to_avro().unwrap();
         for cut in 0..bytes.len() {
-            assert!(ScoredReading::from_avro(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                ScoredReading::from_avro(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         assert!(SensorReading::from_avro(&[0xff; 64]).is_err());
     }

@@ -49,7 +49,12 @@ mod tests {
         // Sinks key on this id; changing the derivation would duplicate
         // anomalies on replay after an upgrade. Change only with a migration.
         assert_eq!(
-            anomaly_id("feeder-a-001", 1_767_225_600_000, 42, AnomalyType::VoltageSurge),
+            anomaly_id(
+                "feeder-a-001",
+                1_767_225_600_000,
+                42,
+                AnomalyType::VoltageSurge
+            ),
             PINNED
         );
     }

@@ -61,8 +61,11 @@ pub fn parse_reading(bytes: &[u8]) -> Result<SensorReading, JsonReadingError> {
     })?;
     let timestamp = match raw.timestamp {
         JsonTimestamp::Millis(ms) => ms,
-        JsonTimestamp::Text(text) => parse_rfc3339_millis(&text)
-            .ok_or_else(|| JsonReadingError::Timestamp { value: text.into_owned() })?,
+        JsonTimestamp::Text(text) => {
+            parse_rfc3339_millis(&text).ok_or_else(|| JsonReadingError::Timestamp {
+                value: text.into_owned(),
+            })?
+        }
     };
     Ok(SensorReading {
         meter_id: raw.meter_id.into_owned(),
@@ -111,7 +114,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.timestamp, 1_767_225_600_250);
         assert_eq!(r.status, MeterStatus::Failure);
-        assert_eq!(format_rfc3339_millis(r.timestamp), "2026-01-01T00:00:00.25Z");
+        assert_eq!(
+            format_rfc3339_millis(r.timestamp),
+            "2026-01-01T00:00:00.25Z"
+        );
     }
 
     #[test]
@@ -126,13 +132,28 @@ mod tests {
         ];
         for (input, want) in cases {
             let err = parse_reading(input).unwrap_err();
-            assert_eq!(err.reason(), want, "{}: {err}", String::from_utf8_lossy(input));
+            assert_eq!(
+                err.reason(),
+                want,
+                "{}: {err}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
     #[test]
     fn out_of_range_numbers_are_rejected() {
-        assert!(parse_reading(br#"{"meter_id":"m","timestamp":1,"voltage":1e999,"current":1,"temperature":1}"#).is_err());
-        assert!(parse_reading(br#"{"meter_id":"m","timestamp":1,"voltage":NaN,"current":1,"temperature":1}"#).is_err());
+        assert!(
+            parse_reading(
+                br#"{"meter_id":"m","timestamp":1,"voltage":1e999,"current":1,"temperature":1}"#
+            )
+            .is_err()
+        );
+        assert!(
+            parse_reading(
+                br#"{"meter_id":"m","timestamp":1,"voltage":NaN,"current":1,"temperature":1}"#
+            )
+            .is_err()
+        );
     }
 }

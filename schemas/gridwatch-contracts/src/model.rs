@@ -21,7 +21,19 @@ macro_rules! symbol {
 symbol!(MeterStatus, AnomalyType, Severity, Disposition);
 
 /// Self-reported device health (`io.gridwatch.MeterStatus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, IntoStaticStr, EnumString)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    IntoStaticStr,
+    EnumString,
+)]
 #[serde(rename_all = "UPPERCASE")]
 #[strum(serialize_all = "UPPERCASE")]
 pub enum MeterStatus {
@@ -30,7 +42,6 @@ pub enum MeterStatus {
     Degraded,
     Failure,
 }
-
 
 /// One measurement from a smart meter (`io.gridwatch.SensorReading`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +63,9 @@ pub struct SensorReading {
 ///
 /// `Unknown` is the enum's Avro default, so that a reader on this version can
 /// still read events from a future detector that adds a type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum AnomalyType {
@@ -67,7 +80,6 @@ pub enum AnomalyType {
     EquipmentRecovered,
     Unknown,
 }
-
 
 /// Operator-facing urgency (`io.gridwatch.Severity`), ordered by urgency.
 #[derive(
@@ -92,7 +104,6 @@ pub enum Severity {
     Error,
     Critical,
 }
-
 
 /// A detected anomaly with its evidence (`io.gridwatch.AnomalyEvent`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,7 +191,9 @@ pub struct FieldScore {
 }
 
 /// How the detector treated a reading (`io.gridwatch.Disposition`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, IntoStaticStr, EnumString,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum Disposition {
