@@ -13,16 +13,7 @@ use crate::ScoredField;
 /// Allowed |z| threshold range, in standard deviations (FR-003).
 pub const THRESHOLD_RANGE: (f64, f64) = (1.5, 4.0);
 
-/// A parameter that is out of range or does not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key} = {value:?} is not allowed: {allowed}")]
-pub struct ConfigError {
-    /// The full key as the user wrote it, e.g. `detector.threshold` or `threshold`.
-    pub key: String,
-    pub value: String,
-    /// The allowed range or form, in words.
-    pub allowed: String,
-}
+pub use gridwatch_contracts::ConfigError;
 
 /// Parameters of the detection rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,160 @@
+//! The validation rules for readings, as a plain library.
+//!
+//! It compiles natively (the runtime, offline scoring, tests) and into the
+//! `validate` SmartModule, so both run exactly the same code. Input bytes hold a reading in one of two encodings: Avro framed the
+//! Apicurio v3 way (magic byte 0, a 4-byte big-endian schema id, the datum),
+//! or a plain JSON object. Output records are `io.gridwatch.ChainRecord`
+//! Avro datums: the decoded [`SensorReading`], or a [`DeadLetter`] saying why
+//! the bytes were refused, so the runtime can route them without parsing again.
+//! Nothing is dropped and no input makes the module fail.
+//!
+//! A module cannot call the registry, so the writer schemas arrive through
+//! the `schemas` init param (see `smartmodules/validate/SmartModule.toml`).
+
+mod params;
+
+use gridwatch_contracts::codec::AvroRecord;
+use gridwatch_contracts::model::reason;
+use gridwatch_contracts::{ChainRecord, DeadLetter, SensorReading, framing, json};
+
+pub use params::{DEFAULT_EARLIEST_MS, Range, ValidateConfig};
+
+/// The stage name written into dead letters.
+pub const STAGE: &str = "validate";
+
+/// Why a record was refused: a [`reason`] code and a message for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The dead letter for this rejection.
+    pub fn into_dead_letter(self, original: &[u8], source_offset: i64, now_ms: i64) -> DeadLetter {
+        DeadLetter {
+            reason: self.reason.to_string(),
+            message: self.message,
+            stage: STAGE.to_string(),
+            source_topic: None,
+            source_partition: None,
+            source_offset: Some(source_offset),
+            original: original.to_vec(),
+            first_failed_at: now_ms,
+            attempts: 1,
+        }
+    }
+}
+
+/// Decodes and checks one record. `now_ms` is the wall clock that bounds
+/// future timestamps.
+pub fn validate(bytes: &[u8], config: &ValidateConfig, now_ms: i64) -> Result<SensorReading, Rejection> {
+    let reading = decode(bytes, config)?;
+    check(&reading, config, now_ms)?;
+    Ok(reading)
+}
+
+/// [`validate`], shaped as the chain record the module emits.
+pub fn validate_record(bytes: &[u8], source_offset: i64, config: &ValidateConfig, now_ms: i64) -> ChainRecord {
+    match validate(bytes, config, now_ms) {
+        Ok(reading) => ChainRecord::Reading(reading),
+        Err(rejection) => ChainRecord::DeadLetter(rejection.into_dead_letter(bytes, source_offset, now_ms)),
+    }
+}
+
+/// Turns bytes into a reading: framed Avro when the first byte is the magic
+/// byte, JSON when it opens an object, refused otherwise.
+pub fn decode(bytes: &[u8], config: &ValidateConfig) -> Result<SensorReading, Rejection> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(Rejection::new(reason::UNPARSEABLE, "record is empty")),
+        Some(&framing::MAGIC) => {
+            let framed = framing::parse(bytes, config.id_width)
+                .map_err(|e| Rejection::new(reason::UNPARSEABLE, e.to_string()))?;
+            let schema = config.schemas.get(&framed.schema_id).ok_or_else(|| {
+                Rejection::new(
+                    reason::UNKNOWN_SCHEMA,
+                    format!(
+                        "schema id {} is not among the {} writer schemas this module was given",
+                        framed.schema_id,
+                        config.schemas.len()
+                    ),
+                )
+            })?;
+            SensorReading::from_avro_with(framed.datum, schema)
+                .map_err(|e| Rejection::new(reason::SCHEMA_MISMATCH, e.to_string()))
+        }
+        Some(b'{') => json::parse_reading(bytes).map_err(|e| Rejection::new(e.reason(), e.to_string())),
+        Some(&other) => Err(Rejection::new(
+            reason::UNPARSEABLE,
+            format!("first byte {other:#04x} is neither the Avro magic byte 0x00 nor a JSON object"),
+        )),
+    }
+}
+
+/// Checks meaning, not just shape: ids, finite and plausible values, times.
+pub fn check(r: &SensorReading, config: &ValidateConfig, now_ms: i64) -> Result<(), Rejection> {
+    let id = r.meter_id.as_str();
+    if id.trim().is_empty() {
+        return Err(Rejection::new(reason::INVALID_METER_ID, "meter_id is empty"));
+    }
+    if id.len() > config.max_meter_id_len {
+        return Err(Rejection::new(
+            reason::INVALID_METER_ID,
+            format!("meter_id is {} bytes, longer than {}", id.len(), config.max_meter_id_len),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(Rejection::new(reason::INVALID_METER_ID, "meter_id contains control characters"));
+    }
+    for (name, value, range, unit) in [
+        ("voltage", r.voltage, config.voltage, "V"),
+        ("current", r.current, config.current, "A"),
+        ("temperature", r.temperature, config.temperature, "°C"),
+    ] {
+        if !value.is_finite() {
+            return Err(Rejection::new(reason::NOT_FINITE, format!("{name} is {value}")));
+        }
+        if !range.contains(value) {
+            return Err(Rejection::new(
+                reason::OUT_OF_RANGE,
+                format!("{name} {value} {unit} is outside {} to {} {unit}", range.min, range.max),
+            ));
+        }
+    }
+    let latest = now_ms.saturating_add(config.max_future_ms);
+    if r.timestamp < config.earliest_ms || r.timestamp > latest {
+        return Err(Rejection::new(
+            reason::TIMESTAMP_OUT_OF_RANGE,
+            format!(
+                "timestamp {} ({}) is outside {} to {}",
+                r.timestamp,
+                json::format_rfc3339_millis(r.timestamp),
+                json::format_rfc3339_millis(config.earliest_ms),
+                json::format_rfc3339_millis(latest)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The wall clock for a record: its own timestamp when the log set one (so a
+/// replay judges it as it was judged first), else the host's clock.
+pub fn record_clock(record_timestamp: i64) -> i64 {
+    if record_timestamp > 0 {
+        return record_timestamp;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
