@@ -107,9 +107,14 @@ impl TopicConfig {
 pub struct LogOptions {
     /// When appends are acknowledged. Defaults to [`Durability::Fsync`].
     pub durability: Durability,
-    /// Largest encoded batch one append may write. A reader must load a whole
-    /// frame, so this also bounds the memory one read can need.
+    /// Largest batch one append may write (and so the largest record). The
+    /// writer holds a whole batch in memory until it is durable.
     pub max_batch_bytes: u64,
+    /// Target size of one frame. Larger batches are split into several
+    /// frames that recovery keeps or drops together; a reader must load and
+    /// checksum a whole frame to return any record of it, so this bounds the
+    /// cost of a small read inside a large batch.
+    pub frame_bytes: u64,
     /// Bytes of log between two sparse index entries: the most a read from an
     /// arbitrary offset scans before reaching its frame (plus that frame).
     pub index_interval_bytes: u64,
@@ -120,6 +125,7 @@ impl Default for LogOptions {
         LogOptions {
             durability: Durability::Fsync,
             max_batch_bytes: 16 << 20,
+            frame_bytes: 64 << 10,
             index_interval_bytes: 4096,
         }
     }
@@ -133,6 +139,12 @@ impl LogOptions {
             return Err(LogError::InvalidConfig {
                 field: "max_batch_bytes",
                 reason: format!("must be in 64..={}, got {}", u32::MAX, self.max_batch_bytes),
+            });
+        }
+        if self.frame_bytes == 0 || self.frame_bytes > u64::from(u32::MAX) {
+            return Err(LogError::InvalidConfig {
+                field: "frame_bytes",
+                reason: format!("must be in 1..={}, got {}", u32::MAX, self.frame_bytes),
             });
         }
         if self.index_interval_bytes == 0 {
@@ -159,6 +171,8 @@ pub struct PartitionConfig {
     pub durability: Durability,
     /// See [`LogOptions::max_batch_bytes`].
     pub max_batch_bytes: u64,
+    /// See [`LogOptions::frame_bytes`].
+    pub frame_bytes: u64,
     /// See [`LogOptions::index_interval_bytes`].
     pub index_interval_bytes: u64,
 }
@@ -172,6 +186,7 @@ impl PartitionConfig {
             retention_ms: topic.retention_ms,
             durability: options.durability,
             max_batch_bytes: options.max_batch_bytes,
+            frame_bytes: options.frame_bytes,
             index_interval_bytes: options.index_interval_bytes,
         }
     }

@@ -1,10 +1,13 @@
-//! The on-disk frame: one checksummed batch of records.
+//! The on-disk frame: a checksummed run of records.
 //!
-//! One `append_batch` call becomes exactly one frame, so a batch is durable
-//! as a whole or not at all: recovery never keeps half of a producer's batch.
-//! One checksum per frame (rather than per record) keeps the CPU cost of
-//! framing flat as batches grow; CRC-32C runs in hardware on x86-64 and ARMv8.
-//! All integers are little-endian. See the crate docs for the layout table.
+//! One `append_batch` call becomes one or more frames of about `frame_bytes`
+//! each. All but the last carry the "continues" flag, and recovery keeps or
+//! drops the frames of one batch together, so a batch is durable as a whole
+//! or not at all. Splitting keeps what a reader must load and checksum to get
+//! at one record small, however large the producer's batches are. One
+//! checksum per frame (rather than per record) keeps the CPU cost of framing
+//! flat; CRC-32C runs in hardware on x86-64 and ARMv8. All integers are
+//! little-endian. See the crate docs for the layout table.
 
 use crate::record::{Record, RecordView};
 use bytes::Bytes;
@@ -17,6 +20,8 @@ pub(crate) const RECORD_HEADER_LEN: usize = 16;
 pub(crate) const VERSION: u8 = 1;
 /// Key length that encodes "no key".
 const NO_KEY: i32 = -1;
+/// Flag bit: the next frame belongs to the same batch.
+const FLAG_CONTINUES: u8 = 1;
 
 /// What the writer and the index need to know about a frame without
 /// decoding it again.
@@ -30,6 +35,8 @@ pub(crate) struct FrameMeta {
     pub count: u32,
     /// Largest record timestamp in the frame.
     pub max_timestamp_ms: i64,
+    /// The next frame belongs to the same batch.
+    pub continues: bool,
 }
 
 impl FrameMeta {
@@ -39,22 +46,62 @@ impl FrameMeta {
     }
 }
 
-/// Size the frame for `records` would take, so an oversized batch is refused
-/// before any byte is copied.
-pub(crate) fn encoded_len(records: &[Record<'_>]) -> u64 {
-    records.iter().fold(HEADER_LEN as u64, |acc, r| {
-        acc + (RECORD_HEADER_LEN + r.key.map_or(0, <[u8]>::len) + r.value.len()) as u64
-    })
+/// Bytes one record takes inside a frame.
+fn record_len(r: &Record<'_>) -> u64 {
+    (RECORD_HEADER_LEN + r.key.map_or(0, <[u8]>::len) + r.value.len()) as u64
 }
 
-/// Appends one frame holding `records` to `buf`.
+/// Size of `records` as a single frame: a lower bound of their encoded size,
+/// so an oversized batch is refused before any byte is copied.
+pub(crate) fn batch_len(records: &[Record<'_>]) -> u64 {
+    records
+        .iter()
+        .fold(HEADER_LEN as u64, |acc, r| acc + record_len(r))
+}
+
+/// Appends `records` to `buf` as one batch of frames of about `frame_bytes`
+/// each (a record larger than that gets a frame of its own), pushes each
+/// frame's metadata to `frames`, and returns the bytes added.
 ///
-/// The caller has checked `encoded_len` against the frame limit (which is far
-/// below `u32::MAX`) and that `records` is not empty, so the length casts
-/// below cannot truncate.
-pub(crate) fn encode(buf: &mut Vec<u8>, base_offset: u64, records: &[Record<'_>]) -> FrameMeta {
+/// The caller has checked `batch_len` against a limit below `u32::MAX`, so no
+/// length cast below can truncate.
+pub(crate) fn encode_batch(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    records: &[Record<'_>],
+    frame_bytes: u64,
+    frames: &mut Vec<FrameMeta>,
+) -> u64 {
+    let before = buf.len();
+    let mut start = 0;
+    while start < records.len() {
+        let mut len = HEADER_LEN as u64;
+        let mut end = start;
+        while let Some(r) = records.get(end) {
+            let add = record_len(r);
+            if end > start && len + add > frame_bytes {
+                break;
+            }
+            len += add;
+            end += 1;
+        }
+        let continues = end < records.len();
+        let base = base_offset + start as u64;
+        frames.push(encode(buf, base, &records[start..end], len, continues));
+        start = end;
+    }
+    (buf.len() - before) as u64
+}
+
+/// Appends one frame of `len` bytes holding `records` (not empty) to `buf`.
+fn encode(
+    buf: &mut Vec<u8>,
+    base_offset: u64,
+    records: &[Record<'_>],
+    len: u64,
+    continues: bool,
+) -> FrameMeta {
     let start = buf.len();
-    let len = encoded_len(records);
     buf.reserve(len as usize);
     let max_ts = records
         .iter()
@@ -63,7 +110,8 @@ pub(crate) fn encode(buf: &mut Vec<u8>, base_offset: u64, records: &[Record<'_>]
         .unwrap_or(i64::MIN);
     buf.extend_from_slice(&(len as u32).to_le_bytes());
     buf.extend_from_slice(&0u32.to_le_bytes()); // checksum, patched below
-    buf.extend_from_slice(&[VERSION, 0, 0, 0]);
+    let flags = if continues { FLAG_CONTINUES } else { 0 };
+    buf.extend_from_slice(&[VERSION, flags, 0, 0]);
     buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
     buf.extend_from_slice(&base_offset.to_le_bytes());
     buf.extend_from_slice(&max_ts.to_le_bytes());
@@ -84,6 +132,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, base_offset: u64, records: &[Record<'_>]
         base_offset,
         count: records.len() as u32,
         max_timestamp_ms: max_ts,
+        continues,
     }
 }
 
@@ -122,6 +171,9 @@ impl Header {
         if b[8] != VERSION {
             return Err("unknown frame version");
         }
+        if b[9] & !FLAG_CONTINUES != 0 || b[10] != 0 || b[11] != 0 {
+            return Err("unknown frame flags");
+        }
         let count = u32_at(b, 12);
         if count == 0 {
             return Err("frame holds no records");
@@ -136,6 +188,7 @@ impl Header {
                 base_offset: u64_at(b, 16),
                 count,
                 max_timestamp_ms: u64_at(b, 24) as i64,
+                continues: b[9] & FLAG_CONTINUES != 0,
             },
             crc,
         })
@@ -219,9 +272,12 @@ mod tests {
             Record::new(-3, b"gamma").with_key(b""),
         ];
         let mut buf = vec![0xAA; 3]; // frames are appended after existing bytes
-        let meta = encode(&mut buf, 40, &recs);
-        assert_eq!(meta.len, encoded_len(&recs));
-        assert_eq!(meta.max_timestamp_ms, 9);
+        let mut frames = Vec::new();
+        let len = encode_batch(&mut buf, 40, &recs, 1 << 20, &mut frames);
+        assert_eq!(frames.len(), 1);
+        let meta = frames[0];
+        assert_eq!((meta.len, len), (batch_len(&recs), batch_len(&recs)));
+        assert_eq!((meta.max_timestamp_ms, meta.continues), (9, false));
         let frame = Bytes::copy_from_slice(&buf[3..]);
         let h = Header::parse(&frame).expect("header");
         assert_eq!(h.meta, meta);
@@ -237,9 +293,39 @@ mod tests {
     }
 
     #[test]
+    fn a_large_batch_is_split_into_continuing_frames_with_consecutive_offsets() {
+        let value = [1u8; 30];
+        let recs: Vec<Record<'_>> = (0..10).map(|i| Record::new(i, &value)).collect();
+        let mut buf = Vec::new();
+        let mut frames = Vec::new();
+        // Room for two 46-byte records after the 32-byte header.
+        let len = encode_batch(&mut buf, 100, &recs, 32 + 2 * 46, &mut frames);
+        assert_eq!(len, buf.len() as u64);
+        let shape: Vec<_> = frames
+            .iter()
+            .map(|f| (f.base_offset, f.count, f.continues))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (100, 2, true),
+                (102, 2, true),
+                (104, 2, true),
+                (106, 2, true),
+                (108, 2, false)
+            ]
+        );
+        // A record larger than the target still gets a frame.
+        frames.clear();
+        encode_batch(&mut buf, 0, &recs[..1], 10, &mut frames);
+        assert_eq!((frames[0].count, frames[0].continues), (1, false));
+    }
+
+    #[test]
     fn any_flipped_bit_is_detected() {
         let mut buf = Vec::new();
-        encode(&mut buf, 0, &[Record::new(1, b"payload").with_key(b"key")]);
+        let recs = [Record::new(1, b"payload").with_key(b"key")];
+        encode_batch(&mut buf, 0, &recs, 1 << 20, &mut Vec::new());
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut bad = buf.clone();

@@ -29,8 +29,9 @@
 //! - Readers see only durable records, so nothing they read can be taken
 //!   back by a crash.
 //! - On open, the last segment is verified frame by frame and cut at the
-//!   first torn or corrupt frame; sealed segments are trusted through their
-//!   checksummed index files, and a corrupt sealed segment is an error.
+//!   start of the batch holding the first torn or corrupt frame. Sealed
+//!   segments are trusted through their checksummed index files, and a
+//!   corrupt sealed segment is an error, not a cut.
 //!
 //! # On-disk format
 //!
@@ -41,17 +42,21 @@
 //! ```
 //!
 //! `<base>` is the offset of the segment's first record, zero-padded to 20
-//! digits. A segment is sealed, and the next one started, when the next frame
-//! would take it past `segment_bytes`. All integers are little-endian.
+//! digits. A segment is sealed, and the next one started, when the next batch
+//! would take it past `segment_bytes`; a batch never spans two segments. All
+//! integers are little-endian.
 //!
-//! **Frame** (one per `append_batch` call):
+//! **Frame**. One `append_batch` call writes one batch: one frame, or several
+//! of about `frame_bytes` each, all but the last flagged "continues".
+//! Recovery keeps a batch only if all of its frames are intact.
 //!
 //! | bytes | field | meaning |
 //! |------:|-------|---------|
 //! | 0..4 | `frame_len: u32` | whole frame, this header included |
 //! | 4..8 | `crc: u32` | CRC-32C (Castagnoli) of bytes `8..frame_len` |
 //! | 8 | `version: u8` | 1 |
-//! | 9..12 | reserved | 0 |
+//! | 9 | `flags: u8` | bit 0: the batch continues in the next frame |
+//! | 10..12 | reserved | 0 |
 //! | 12..16 | `record_count: u32` | at least 1 |
 //! | 16..24 | `base_offset: u64` | offset of the first record |
 //! | 24..32 | `max_timestamp_ms: i64` | newest record, for retention by age |

@@ -41,10 +41,13 @@ use std::sync::{
 };
 use std::time::{Duration, Instant};
 
-/// Smallest chunk a read fetches per system call; frames larger than this are
-/// read whole.
+/// Smallest chunk a read fetches per system call.
 const MIN_READ_CHUNK: usize = 16 << 10;
-/// Largest chunk a read fetches per system call unless one frame needs more.
+/// Most a read fetches with its first system call: enough for a few frames,
+/// cheap for a tailing consumer that wants the last handful of records.
+const FIRST_READ_CHUNK: usize = 64 << 10;
+/// Most a read fetches per system call (each read doubles the next), unless
+/// one frame alone is larger.
 const MAX_READ_CHUNK: usize = 1 << 20;
 
 /// How much one [`Partition::read`] may return.
@@ -109,19 +112,36 @@ impl RetentionOutcome {
 /// Callback run after each advance of the high watermark.
 type Listener = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Encoded batches waiting for a flush.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Their frames, back to back, exactly as they go to disk.
+    bytes: Vec<u8>,
+    /// Each frame in `bytes`, in order.
+    frames: Vec<FrameMeta>,
+    /// Each batch: how many of `frames` it has and its size in bytes. A
+    /// segment is only ever rolled between batches, so that no batch spans
+    /// two files and recovery can drop a torn one whole.
+    batches: Vec<(usize, u64)>,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+        self.batches.clear();
+    }
+}
+
 /// Appenders' shared state: offset assignment and the group-commit buffer.
 #[derive(Debug)]
 struct WriteState {
     /// The offset the next appended record gets.
     next_offset: u64,
-    /// Encoded frames waiting for the next flush.
-    pending: Vec<u8>,
-    /// The frames in `pending`, in order.
-    pending_frames: Vec<FrameMeta>,
-    /// Emptied buffers of the previous flush, kept to reuse their capacity.
-    spare: Vec<u8>,
-    /// See `spare`.
-    spare_frames: Vec<FrameMeta>,
+    /// Batches waiting for the next flush.
+    pending: Pending,
+    /// The emptied buffers of the previous flush, kept for their capacity.
+    spare: Pending,
     /// A leader is writing; everyone else waits.
     flushing: bool,
     /// Every offset below this is durable and published.
@@ -255,10 +275,8 @@ impl Partition {
             config,
             write: Mutex::new(WriteState {
                 next_offset: hw,
-                pending: Vec::new(),
-                pending_frames: Vec::new(),
-                spare: Vec::new(),
-                spare_frames: Vec::new(),
+                pending: Pending::default(),
+                spare: Pending::default(),
                 flushing: false,
                 durable_offset: hw,
                 poisoned: None,
@@ -340,7 +358,7 @@ impl Partition {
     ///
     /// An empty batch returns an empty range at the next offset without I/O.
     pub fn append_batch(&self, records: &[Record<'_>]) -> Result<Range<u64>> {
-        let bytes = frame::encoded_len(records);
+        let bytes = frame::batch_len(records);
         if bytes > self.config.max_batch_bytes {
             return Err(LogError::BatchTooLarge {
                 bytes,
@@ -355,10 +373,19 @@ impl Partition {
         if records.is_empty() {
             return Ok(base..base);
         }
-        let meta = frame::encode(&mut w.pending, base, records);
-        w.pending_frames.push(meta);
-        let end = meta.end_offset();
-        w.next_offset = end;
+        let ws = &mut *w;
+        let frames_before = ws.pending.frames.len();
+        let len = frame::encode_batch(
+            &mut ws.pending.bytes,
+            base,
+            records,
+            self.config.frame_bytes,
+            &mut ws.pending.frames,
+        );
+        let frames = ws.pending.frames.len() - frames_before;
+        ws.pending.batches.push((frames, len));
+        let end = base + records.len() as u64;
+        ws.next_offset = end;
 
         loop {
             if w.durable_offset >= end {
@@ -375,24 +402,20 @@ impl Partition {
             // Become the leader for everything pending, ours included.
             w.flushing = true;
             let spare = mem::take(&mut w.spare);
-            let mut buf = mem::replace(&mut w.pending, spare);
-            let spare_frames = mem::take(&mut w.spare_frames);
-            let mut frames = mem::replace(&mut w.pending_frames, spare_frames);
+            let mut batch = mem::replace(&mut w.pending, spare);
             drop(w);
 
             let mut guard = FlushGuard {
                 partition: self,
                 armed: true,
             };
-            let flushed = self.flush(&buf, &frames);
+            let flushed = self.flush(&batch);
             guard.armed = false;
             drop(guard);
 
-            buf.clear();
-            frames.clear();
+            batch.clear();
             w = lock(&self.write);
-            w.spare = buf;
-            w.spare_frames = frames;
+            w.spare = batch;
             w.flushing = false;
             let outcome = match flushed {
                 Ok(flushed) => {
@@ -426,9 +449,10 @@ impl Partition {
         }
     }
 
-    /// The leader's I/O: write `buf` (the frames `frames`), rolling segments
-    /// as they fill, make it durable, and publish it to readers.
-    fn flush(&self, buf: &[u8], frames: &[FrameMeta]) -> Result<Flushed> {
+    /// The leader's I/O: write the pending batches, rolling segments as they
+    /// fill, make them durable, and publish them to readers.
+    fn flush(&self, pending: &Pending) -> Result<Flushed> {
+        let buf = &pending.bytes[..];
         let durable = self.config.durability == Durability::Fsync;
         let interval = self.config.index_interval_bytes;
         let mut io = lock(&self.io);
@@ -439,16 +463,19 @@ impl Partition {
         let mut run_pos = io.len; // where those bytes go in the active segment
         let mut cursor = 0usize;
 
-        for meta in frames {
-            if io.len > 0 && io.len + meta.len > self.config.segment_bytes {
+        let mut frames = pending.frames.iter();
+        for &(frame_count, batch_len) in &pending.batches {
+            if io.len > 0 && io.len + batch_len > self.config.segment_bytes {
                 io.file.write_all_at(&buf[run_start..cursor], run_pos)?;
                 let next = self.roll(&io, durable)?;
                 sealed.push(mem::replace(&mut *io, next));
                 run_start = cursor;
                 run_pos = 0;
             }
-            io.push_frame(meta, interval);
-            cursor += meta.len as usize;
+            for meta in frames.by_ref().take(frame_count) {
+                io.push_frame(meta, interval);
+                cursor += meta.len as usize;
+            }
         }
         io.file.write_all_at(&buf[run_start..cursor], run_pos)?;
         if durable {
@@ -603,27 +630,28 @@ impl Partition {
         cursor: &mut ReadCursor,
         out: &mut Vec<RecordView>,
     ) -> Result<()> {
-        let chunk = limits
+        let first = limits
             .max_bytes
             .saturating_add(HEADER_LEN)
-            .clamp(MIN_READ_CHUNK, MAX_READ_CHUNK) as u64;
+            .clamp(MIN_READ_CHUNK, FIRST_READ_CHUNK);
+        let mut chunks = Chunks {
+            file,
+            len,
+            buf: Bytes::new(),
+            start: 0,
+            next_size: first as u64,
+        };
         let corrupt = |position, reason| LogError::Corrupt {
             path: file.log_path.clone(),
             position,
             reason,
         };
-        let mut buf = Bytes::new();
-        let mut buf_start = 0u64;
         while pos < len && !cursor.full {
             if pos + HEADER_LEN as u64 > len {
                 return Err(corrupt(pos, "truncated frame header"));
             }
-            if pos < buf_start || pos + HEADER_LEN as u64 > buf_start + buf.len() as u64 {
-                buf = Bytes::from(file.read_exact_at(pos, chunk.min(len - pos) as usize)?);
-                buf_start = pos;
-            }
-            let at = (pos - buf_start) as usize;
-            let header = Header::parse(&buf[at..]).map_err(|r| corrupt(pos, r))?;
+            let head = chunks.get(pos, HEADER_LEN as u64)?;
+            let header = Header::parse(&head).map_err(|r| corrupt(pos, r))?;
             let flen = header.meta.len;
             if pos + flen > len {
                 return Err(corrupt(pos, "truncated frame"));
@@ -633,13 +661,7 @@ impl Partition {
                 pos += flen;
                 continue;
             }
-            if pos + flen > buf_start + buf.len() as u64 {
-                buf =
-                    Bytes::from(file.read_exact_at(pos, chunk.max(flen).min(len - pos) as usize)?);
-                buf_start = pos;
-            }
-            let at = (pos - buf_start) as usize;
-            let frame = buf.slice(at..at + flen as usize);
+            let frame = chunks.get(pos, flen)?;
             header.verify(&frame).map_err(|r| corrupt(pos, r))?;
             let before = out.len();
             let next = cursor.next;
@@ -727,6 +749,34 @@ fn publish(log: &mut LogState, s: &SegmentState) {
 struct Flushed {
     high_watermark: u64,
     rolled: bool,
+}
+
+/// A window of one segment file, refilled with growing reads.
+#[derive(Debug)]
+struct Chunks<'a> {
+    file: &'a SegmentFile,
+    /// Published length: nothing at or past it is read.
+    len: u64,
+    buf: Bytes,
+    /// File position of `buf[0]`.
+    start: u64,
+    /// Size of the next read, doubling up to `MAX_READ_CHUNK`.
+    next_size: u64,
+}
+
+impl Chunks<'_> {
+    /// Bytes `pos..pos + n` (within the published length) as a slice of a
+    /// shared buffer, reading from the file only when they are not buffered.
+    fn get(&mut self, pos: u64, n: u64) -> Result<Bytes> {
+        if pos < self.start || pos + n > self.start + self.buf.len() as u64 {
+            let size = self.next_size.max(n).min(self.len - pos);
+            self.buf = Bytes::from(self.file.read_exact_at(pos, size as usize)?);
+            self.start = pos;
+            self.next_size = (self.next_size * 2).min(MAX_READ_CHUNK as u64);
+        }
+        let at = (pos - self.start) as usize;
+        Ok(self.buf.slice(at..at + n as usize))
+    }
 }
 
 /// Progress of one read across segments.
@@ -834,7 +884,7 @@ fn open_active(
     let (state, torn) = segment::scan(Arc::clone(&file), config.index_interval_bytes)?;
     if let Some(TornAt { position, reason }) = torn {
         let file_len = file.file_len()?;
-        file.truncate(position)?;
+        file.truncate(position, config.durability == Durability::Fsync)?;
         recovery.truncated_bytes = file_len - position;
         recovery.torn_at = Some((file.log_path.clone(), position, reason));
     }

@@ -152,12 +152,19 @@ impl SegmentFile {
             .map_err(|e| LogError::io("fsync segment", &self.log_path, e))
     }
 
-    /// Cuts the file at `len`, dropping a torn tail, and makes the cut durable
-    /// so a second crash cannot resurrect the garbage.
-    pub fn truncate(&self, len: u64) -> Result<()> {
+    /// Cuts the file at `len`, dropping a torn tail, and (when `durable`)
+    /// makes the cut durable so a second crash cannot resurrect the garbage
+    /// behind records appended after it.
+    pub fn truncate(&self, len: u64, durable: bool) -> Result<()> {
         self.file
             .set_len(len)
-            .and_then(|()| self.file.sync_all())
+            .and_then(|()| {
+                if durable {
+                    self.file.sync_all()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(|e| LogError::io("truncate segment", &self.log_path, e))
     }
 }
@@ -309,10 +316,13 @@ pub(crate) struct TornAt {
 }
 
 /// Reads a segment from the start, verifying every frame, and returns the
-/// state covering the valid prefix plus where it stopped if not at the end.
+/// state covering the longest prefix of whole batches, plus where that prefix
+/// ends if it is not the end of the file.
 ///
-/// Frames must carry consecutive offsets starting at the segment's base, so
-/// a stale frame from an older file generation cannot sneak in.
+/// A batch whose later frames are missing or damaged is dropped as a whole,
+/// including its earlier, intact frames: its appender was never told it was
+/// durable. Frames must carry consecutive offsets starting at the segment's
+/// base, so a stale frame from an older file generation cannot sneak in.
 pub(crate) fn scan(
     file: Arc<SegmentFile>,
     index_interval: u64,
@@ -333,6 +343,8 @@ pub(crate) fn scan(
         *buf_start = pos;
         Ok(())
     };
+    // The state at the end of the last complete batch.
+    let mut committed = Mark::of(&state);
     let stop = loop {
         if pos == file_len {
             break None;
@@ -360,8 +372,46 @@ pub(crate) fn scan(
         }
         state.push_frame(&header.meta, index_interval);
         pos += len;
+        if !header.meta.continues {
+            committed = Mark::of(&state);
+        }
     };
-    Ok((state, stop))
+    if state.len == committed.len {
+        return Ok((state, stop));
+    }
+    committed.restore(&mut state);
+    let reason = stop.map_or("batch incomplete at end of segment", |t| t.reason);
+    Ok((state, torn(committed.len, reason)))
+}
+
+/// Enough of a `SegmentState` to roll it back to a batch boundary.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    len: u64,
+    end_offset: u64,
+    max_timestamp_ms: i64,
+    index_len: usize,
+    last_indexed_pos: u64,
+}
+
+impl Mark {
+    fn of(s: &SegmentState) -> Mark {
+        Mark {
+            len: s.len,
+            end_offset: s.end_offset,
+            max_timestamp_ms: s.max_timestamp_ms,
+            index_len: s.index.len(),
+            last_indexed_pos: s.last_indexed_pos,
+        }
+    }
+
+    fn restore(&self, s: &mut SegmentState) {
+        s.len = self.len;
+        s.end_offset = self.end_offset;
+        s.max_timestamp_ms = self.max_timestamp_ms;
+        s.index.truncate(self.index_len);
+        s.last_indexed_pos = self.last_indexed_pos;
+    }
 }
 
 #[cfg(test)]
@@ -384,12 +434,12 @@ mod tests {
         let file = Arc::new(SegmentFile::open(dir.path(), 10, true).expect("create"));
         let mut state = SegmentState::empty(Arc::clone(&file));
         let mut buf = Vec::new();
+        let mut frames = Vec::new();
         for i in 0..50u64 {
-            let start = buf.len();
-            let meta = frame::encode(&mut buf, 10 + i, &[Record::new(i as i64, &[7u8; 100])]);
-            assert_eq!(buf.len() - start, meta.len as usize);
-            state.push_frame(&meta, 500);
+            let record = [Record::new(i as i64, &[7u8; 100])];
+            frame::encode_batch(&mut buf, 10 + i, &record, 1 << 20, &mut frames);
         }
+        frames.iter().for_each(|f| state.push_frame(f, 500));
         file.write_all_at(&buf, 0).expect("write");
         assert!(state.index.len() > 5);
         state.write_index(false).expect("write index");
