@@ -25,8 +25,9 @@ pub enum Durability {
     #[default]
     Fsync,
     /// Appends are acknowledged once written to the page cache. Survives a
-    /// process crash but not an operating-system crash; for tests and for
-    /// measuring what fsync costs.
+    /// process crash but not an operating-system crash, after which even a
+    /// sealed segment may be torn and open reports it as corrupt. For tests
+    /// and for measuring what fsync costs.
     None,
 }
 

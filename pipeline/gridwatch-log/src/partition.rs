@@ -176,6 +176,9 @@ pub struct Partition {
     high_watermark: AtomicU64,
     /// Flushes (group commits) made since open.
     flushes: AtomicU64,
+    /// Makes the next fsync fail, to test what follows a failed fsync.
+    #[cfg(test)]
+    fail_next_sync: std::sync::atomic::AtomicBool,
     listeners: RwLock<Vec<Listener>>,
     recovery: RecoveryReport,
 }
@@ -289,6 +292,8 @@ impl Partition {
             }),
             high_watermark: AtomicU64::new(hw),
             flushes: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_sync: std::sync::atomic::AtomicBool::new(false),
             listeners: RwLock::new(Vec::new()),
             recovery,
             dir,
@@ -347,7 +352,7 @@ impl Partition {
             .map(|r| r.start)
     }
 
-    /// Appends `records` as one atomic frame and returns their offsets once
+    /// Appends `records` as one atomic batch and returns their offsets once
     /// they are durable.
     ///
     /// Blocks until an fsync covering the batch has completed (or, under
@@ -478,6 +483,11 @@ impl Partition {
             }
         }
         io.file.write_all_at(&buf[run_start..cursor], run_pos)?;
+        #[cfg(test)]
+        if self.fail_next_sync.swap(false, Ordering::Relaxed) {
+            let injected = std::io::Error::other("injected fsync failure");
+            return Err(LogError::io("fsync segment", &io.file.log_path, injected));
+        }
         if durable {
             io.file.sync()?;
         }
@@ -537,12 +547,11 @@ impl Partition {
     /// passes it) or `timeout` elapses, and returns the high watermark.
     ///
     /// A tailing consumer calls this with its next offset instead of polling.
-    /// It also returns early if the partition fails, so callers must compare
-    /// the result with `offset` rather than assume progress.
+    /// Compare the result with `offset`: on timeout nothing new has arrived.
     pub fn wait_for_offset(&self, offset: u64, timeout: Duration) -> u64 {
         let deadline = Instant::now().checked_add(timeout);
         let mut w = lock(&self.write);
-        while w.durable_offset <= offset && w.poisoned.is_none() {
+        while w.durable_offset <= offset {
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
                 None => Duration::from_secs(3600),
