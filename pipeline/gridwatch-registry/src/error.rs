@@ -227,7 +227,11 @@ impl fmt::Display for RuleViolation {
         let causes: Vec<String> = self
             .causes
             .iter()
-            .filter(|c| !reason.contains(&c.description))
+            // A cause the reason already covers (by text or by location) is not repeated.
+            .filter(|c| {
+                !(reason.contains(&c.description)
+                    || (!c.context.is_empty() && reason.contains(&c.context)))
+            })
             .map(ToString::to_string)
             .collect();
         if !causes.is_empty() {
