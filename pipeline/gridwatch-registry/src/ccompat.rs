@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use gridwatch_contracts::codec::parse_schema;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -63,6 +64,7 @@ struct Inner {
     transport: Transport,
     base: Url,
     schemas: RwLock<HashMap<u64, Arc<str>>>,
+    parsed: RwLock<HashMap<u64, Arc<serde_avro_fast::Schema>>>,
 }
 
 impl CcompatClient {
@@ -76,6 +78,7 @@ impl CcompatClient {
                 transport: Transport::new(config, Dialect::Confluent)?,
                 base,
                 schemas: RwLock::new(HashMap::new()),
+                parsed: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -136,6 +139,30 @@ impl CcompatClient {
             .unwrap_or_else(|e| e.into_inner());
         cache.insert(id, text.clone());
         Ok(text)
+    }
+}
+
+impl CcompatClient {
+    /// The parsed schema with this id (cached), ready for
+    /// [`AvroRecord::from_avro_with`](gridwatch_contracts::codec::AvroRecord::from_avro_with).
+    pub async fn writer_schema(
+        &self,
+        id: u64,
+    ) -> Result<Arc<serde_avro_fast::Schema>, RegistryError> {
+        {
+            let cache = self.inner.parsed.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(&id) {
+                return Ok(hit.clone());
+            }
+        }
+        let text = self.schema_by_id(id).await?;
+        let schema = Arc::new(parse_schema(&text).map_err(|source| RegistryError::Schema {
+            id: format!("schema id {id}"),
+            source,
+        })?);
+        let mut cache = self.inner.parsed.write().unwrap_or_else(|e| e.into_inner());
+        cache.insert(id, schema.clone());
+        Ok(schema)
     }
 }
 

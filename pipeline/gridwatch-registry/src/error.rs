@@ -67,6 +67,10 @@ pub enum RegistryError {
         #[source]
         source: gridwatch_contracts::CodecError,
     },
+    /// The frame's id kind does not exist in this registry's API (a legacy
+    /// 8-byte globalId sent to a Confluent registry).
+    #[error("{id} cannot be looked up in a {api} registry")]
+    UnsupportedId { id: String, api: &'static str },
     /// A framed message could not be split into schema id and datum.
     #[error(transparent)]
     Framing(#[from] gridwatch_contracts::framing::FramingError),
@@ -107,6 +111,7 @@ impl RegistryError {
             | Self::InvalidResponse { .. }
             | Self::Config(_)
             | Self::Schema { .. }
+            | Self::UnsupportedId { .. }
             | Self::Framing(_)
             | Self::Decode(_) => false,
         }

@@ -15,6 +15,8 @@
 //!   ids, rules; cached lookups; retries with backoff; bearer or basic auth.
 //! - [`ccompat`]: [`CcompatClient`], for Confluent Schema Registry and Karapace.
 //! - [`register`]: [`register_contract_schemas`], run at start-up.
+//! - [`connect`]: [`SchemaRegistry`], either client as `registry.api` says,
+//!   with the whole start-up sequence and framed-record decoding.
 //! - [`compat`]: Avro schema resolution, behind the `COMPATIBILITY` rule.
 //! - [`server`]: [`EmbeddedRegistry`](server::EmbeddedRegistry) and its axum
 //!   [`router`](server::router), persisted as an append-only log.
@@ -24,6 +26,7 @@ pub mod ccompat;
 pub mod client;
 pub mod compat;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod model;
 pub mod register;
@@ -33,6 +36,7 @@ mod transport;
 pub use ccompat::{CCOMPAT_BASE_PATH, CcompatClient};
 pub use client::{RegistryClient, RuleScope, SchemaId, V3_BASE_PATH};
 pub use config::{Auth, ConfigError, RegistryApi, RegistryConfig, RetryConfig, Secret};
+pub use connect::{SchemaRegistry, StartupError};
 pub use error::{RegistryError, RuleViolation};
 pub use model::{CompatibilityLevel, RuleType};
 pub use register::{

@@ -73,7 +73,7 @@ impl Transport {
                         _ => self.retry.backoff(retry),
                     };
                     tracing::warn!(
-                        %method, %url, retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %err,
+                        %method, url = %redact(url), retry = retry + 1, wait_ms = wait.as_millis() as u64, error = %err,
                         "Schema registry call failed; retrying."
                     );
                     tokio::time::sleep(wait).await;

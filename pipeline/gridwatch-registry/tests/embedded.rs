@@ -15,9 +15,9 @@ use gridwatch_contracts::{MeterStatus, SensorReading, schema};
 use gridwatch_registry::model::{CreateVersion, RuleType, VersionContent};
 use gridwatch_registry::{
     Auth, CCOMPAT_BASE_PATH, CcompatClient, CompatibilityLevel, EmbeddedRegistry, RegistryApi,
-    RegistryClient, RegistryConfig, RegistryError, RetryConfig, RuleScope, SchemaId, Secret,
-    V3_BASE_PATH, ccompat_router, register_contract_schemas, register_contract_schemas_ccompat,
-    router,
+    RegistryClient, RegistryConfig, RegistryError, RetryConfig, RuleScope, SchemaId,
+    SchemaRegistry, Secret, V3_BASE_PATH, ccompat_router, register_contract_schemas,
+    register_contract_schemas_ccompat, router,
 };
 use tempfile::TempDir;
 use url::Url;
@@ -548,5 +548,63 @@ async fn version_content_keeps_its_content_type() {
     assert_eq!(
         &*client.content_by_global_id(v.global_id).await.unwrap(),
         r#""long""#
+    );
+}
+
+#[tokio::test]
+async fn schema_registry_runs_the_start_up_sequence_for_either_api() {
+    let (_dir, _registry, url) = embedded().await;
+    let mut config = RegistryConfig {
+        url: None,
+        ..config(&url)
+    };
+    let err = SchemaRegistry::connect(&config, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "registry.url is not set; give the URL of an external registry or of the embedded one"
+    );
+
+    // Unset url: the embedded registry on the binary's own listener.
+    let apicurio = SchemaRegistry::connect(&config, Some(url.clone())).unwrap();
+    let ids = apicurio.start_up(&config).await.unwrap();
+    let rule = client(&url)
+        .rule(&RuleScope::Group(GROUP.into()), RuleType::Compatibility)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rule.config, "BACKWARD",
+        "the configured level is put on the group"
+    );
+    let sensor = ids.get("io.gridwatch.SensorReading").unwrap();
+    let mut frame = Vec::new();
+    framing::write_header(&mut frame, sensor.global_id, IdWidth::GlobalId8);
+    reading().encode_into(&mut frame).unwrap();
+    let decoded: SensorReading = apicurio
+        .decode_framed(&frame, IdWidth::GlobalId8)
+        .await
+        .unwrap();
+    assert_eq!(decoded, reading());
+
+    config.api = RegistryApi::Ccompat;
+    config.url = Some(url.join(CCOMPAT_BASE_PATH).unwrap());
+    let confluent = SchemaRegistry::connect(&config, None).unwrap();
+    let ids = confluent.start_up(&config).await.unwrap();
+    let id = ids.content_id("io.gridwatch.SensorReading").unwrap();
+    let mut frame = Vec::new();
+    framing::write_header(&mut frame, id, IdWidth::ContentId4);
+    reading().encode_into(&mut frame).unwrap();
+    let decoded: SensorReading = confluent
+        .decode_framed(&frame, IdWidth::ContentId4)
+        .await
+        .unwrap();
+    assert_eq!(decoded, reading());
+    let err = confluent
+        .writer_schema(SchemaId::GlobalId(1))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "globalId 1 cannot be looked up in a ccompat registry"
     );
 }
