@@ -17,9 +17,10 @@
 //! - [`register`]: [`register_contract_schemas`], run at start-up.
 //! - [`connect`]: [`SchemaRegistry`], either client as `registry.api` says,
 //!   with the whole start-up sequence and framed-record decoding.
+//! - [`headers`]: schema ids in Kafka headers (`apicurio.value.contentId`).
 //! - [`compat`]: Avro schema resolution, behind the `COMPATIBILITY` rule.
-//! - [`server`]: [`EmbeddedRegistry`](server::EmbeddedRegistry) and its axum
-//!   [`router`](server::router), persisted as an append-only log.
+//! - [`server`]: [`EmbeddedRegistry`] and its axum
+//!   [`router`], persisted as an append-only log.
 //! - [`error`]: [`RegistryError`], each saying whether a retry can help.
 
 pub mod ccompat;
@@ -28,6 +29,7 @@ pub mod compat;
 pub mod config;
 pub mod connect;
 pub mod error;
+pub mod headers;
 pub mod model;
 pub mod register;
 pub mod server;

@@ -357,3 +357,31 @@ async fn only_avro_is_stored() {
     assert_eq!(err.status, StatusCode::BAD_REQUEST);
     assert_eq!(err.name, "InvalidArtifactTypeException");
 }
+
+#[tokio::test]
+async fn a_crash_mid_write_loses_only_the_unacknowledged_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = {
+        let registry = EmbeddedRegistry::open(dir.path()).await.unwrap();
+        register(&registry, &reading("")).await.unwrap()
+    };
+    let path = dir.path().join(LOG_FILE);
+    let mut log = std::fs::read(&path).unwrap();
+    let intact = log.len();
+    log.extend_from_slice(br#"{"op":"version","globalId":2,"cont"#);
+    std::fs::write(&path, &log).unwrap();
+
+    let registry = EmbeddedRegistry::open(dir.path()).await.unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, intact);
+    assert_eq!(registry.versions(GROUP, ARTIFACT).await.unwrap(), [v1]);
+    let v2 = register(
+        &registry,
+        &reading(r#",{"name":"x","type":"int","default":0}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(v2.global_id, 2);
+    drop(registry);
+    let reopened = EmbeddedRegistry::open(dir.path()).await.unwrap();
+    assert_eq!(reopened.versions(GROUP, ARTIFACT).await.unwrap().len(), 2);
+}
