@@ -480,6 +480,18 @@ async fn errors_are_problem_documents() {
         .unwrap();
     assert_eq!(raw.headers()[header::CONTENT_TYPE], "application/json");
     assert_eq!(raw.text().await.unwrap(), r#""string""#);
+    let references: serde_json::Value = http
+        .get(format!(
+            "{url}apis/registry/v3/ids/contentIds/{}/references",
+            v.content_id
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(references, serde_json::json!([]));
     let body = http
         .get(format!(
             "{url}apis/registry/v3/groups/{GROUP}/artifacts/s/versions/1/content"

@@ -50,6 +50,8 @@ pub fn router(registry: EmbeddedRegistry) -> Router {
         )
         .route("/ids/globalIds/{id}", get(by_global_id))
         .route("/ids/contentIds/{id}", get(by_content_id))
+        .route("/ids/globalIds/{id}/references", get(global_references))
+        .route("/ids/contentIds/{id}/references", get(content_references))
         .route(
             "/admin/rules",
             get(|State(r): Reg| async move { list_rules(r, Scope::Global).await })
@@ -364,6 +366,24 @@ async fn by_global_id(State(r): Reg, Path(id): Path<String>) -> Answer {
 async fn by_content_id(State(r): Reg, Path(id): Path<String>) -> Answer {
     let (text, content_type) = r.content_by_content_id(parse_id(&id, "contentId")?).await?;
     Ok(content_response(&text, &content_type, None))
+}
+
+/// Apicurio's serdes ask for a schema's references before resolving it;
+/// the embedded registry stores none, so the list is empty for a known id.
+async fn global_references(State(r): Reg, Path(id): Path<String>) -> Answer {
+    r.content_by_global_id(parse_id(&id, "globalId")?).await?;
+    Ok(json(
+        StatusCode::OK,
+        &Vec::<crate::model::ArtifactReference>::new(),
+    ))
+}
+
+async fn content_references(State(r): Reg, Path(id): Path<String>) -> Answer {
+    r.content_by_content_id(parse_id(&id, "contentId")?).await?;
+    Ok(json(
+        StatusCode::OK,
+        &Vec::<crate::model::ArtifactReference>::new(),
+    ))
 }
 
 /// Raw schema text, as Apicurio serves it, with the artifact type header its
