@@ -9,6 +9,9 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_avro_fast::Schema;
 use serde_avro_fast::ser::SerializerConfig;
 
+/// A parsed writer schema, as received from a registry.
+pub use serde_avro_fast::Schema as WriterSchema;
+
 use crate::model::{AnomalyEvent, ChainRecord, DeadLetter, ScoredReading, SensorReading};
 use crate::schema;
 

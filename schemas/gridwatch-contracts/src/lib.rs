@@ -19,6 +19,29 @@ pub mod model;
 pub mod schema;
 
 pub use codec::CodecError;
+
+/// A configuration value or module parameter that is out of range or does
+/// not parse. Shared by the runtime's YAML and the SmartModules' `init`
+/// params, so a user sees the same message whichever way they configure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} = {value:?} is not allowed: {allowed}")]
+pub struct ConfigError {
+    /// The full key as the user wrote it, e.g. `detector.threshold` or `threshold`.
+    pub key: String,
+    pub value: String,
+    /// The allowed range or form, in words.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+}
 pub use model::{
     AnomalyEvent, AnomalyType, ChainRecord, DeadLetter, Disposition, FieldScore, MeterStatus,
     ScoredReading, SensorReading, Severity,

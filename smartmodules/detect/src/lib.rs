@@ -34,7 +34,9 @@ pub struct DetectState {
 
 impl DetectState {
     /// Builds the state from init params, rejecting bad values.
-    pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str> + Copy) -> Result<Self, gridwatch_contracts::ConfigError> {
+    pub fn from_params<'a>(
+        get: impl Fn(&str) -> Option<&'a str> + Copy,
+    ) -> Result<Self, gridwatch_contracts::ConfigError> {
         Ok(Self {
             detector: Detector::new(DetectorConfig::from_params(get, "")?),
             decode: ValidateConfig::from_params(get)?,
@@ -97,7 +99,8 @@ fn with_state<T>(f: impl FnOnce(&mut DetectState) -> T) -> SmResult<T> {
 
 #[smartmodule(init)]
 fn init(params: SmartModuleExtraParams) -> SmResult<()> {
-    let state = DetectState::from_params(|key| params.get(key).map(String::as_str)).map_err(|e| eyre!("{e}"))?;
+    let state = DetectState::from_params(|key| params.get(key).map(String::as_str))
+        .map_err(|e| eyre!("{e}"))?;
     *STATE.lock().map_err(|_| eyre!("detect state poisoned"))? = Some(state);
     Ok(())
 }

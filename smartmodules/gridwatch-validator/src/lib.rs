@@ -55,17 +55,28 @@ impl Rejection {
 
 /// Decodes and checks one record. `now_ms` is the wall clock that bounds
 /// future timestamps.
-pub fn validate(bytes: &[u8], config: &ValidateConfig, now_ms: i64) -> Result<SensorReading, Rejection> {
+pub fn validate(
+    bytes: &[u8],
+    config: &ValidateConfig,
+    now_ms: i64,
+) -> Result<SensorReading, Rejection> {
     let reading = decode(bytes, config)?;
     check(&reading, config, now_ms)?;
     Ok(reading)
 }
 
 /// [`validate`], shaped as the chain record the module emits.
-pub fn validate_record(bytes: &[u8], source_offset: i64, config: &ValidateConfig, now_ms: i64) -> ChainRecord {
+pub fn validate_record(
+    bytes: &[u8],
+    source_offset: i64,
+    config: &ValidateConfig,
+    now_ms: i64,
+) -> ChainRecord {
     match validate(bytes, config, now_ms) {
         Ok(reading) => ChainRecord::Reading(reading),
-        Err(rejection) => ChainRecord::DeadLetter(rejection.into_dead_letter(bytes, source_offset, now_ms)),
+        Err(rejection) => {
+            ChainRecord::DeadLetter(rejection.into_dead_letter(bytes, source_offset, now_ms))
+        }
     }
 }
 
@@ -90,10 +101,14 @@ pub fn decode(bytes: &[u8], config: &ValidateConfig) -> Result<SensorReading, Re
             SensorReading::from_avro_with(framed.datum, schema)
                 .map_err(|e| Rejection::new(reason::SCHEMA_MISMATCH, e.to_string()))
         }
-        Some(b'{') => json::parse_reading(bytes).map_err(|e| Rejection::new(e.reason(), e.to_string())),
+        Some(b'{') => {
+            json::parse_reading(bytes).map_err(|e| Rejection::new(e.reason(), e.to_string()))
+        }
         Some(&other) => Err(Rejection::new(
             reason::UNPARSEABLE,
-            format!("first byte {other:#04x} is neither the Avro magic byte 0x00 nor a JSON object"),
+            format!(
+                "first byte {other:#04x} is neither the Avro magic byte 0x00 nor a JSON object"
+            ),
         )),
     }
 }
@@ -102,16 +117,26 @@ pub fn decode(bytes: &[u8], config: &ValidateConfig) -> Result<SensorReading, Re
 pub fn check(r: &SensorReading, config: &ValidateConfig, now_ms: i64) -> Result<(), Rejection> {
     let id = r.meter_id.as_str();
     if id.trim().is_empty() {
-        return Err(Rejection::new(reason::INVALID_METER_ID, "meter_id is empty"));
+        return Err(Rejection::new(
+            reason::INVALID_METER_ID,
+            "meter_id is empty",
+        ));
     }
     if id.len() > config.max_meter_id_len {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,
-            format!("meter_id is {} bytes, longer than {}", id.len(), config.max_meter_id_len),
+            format!(
+                "meter_id is {} bytes, longer than {}",
+                id.len(),
+                config.max_meter_id_len
+            ),
         ));
     }
     if id.chars().any(char::is_control) {
-        return Err(Rejection::new(reason::INVALID_METER_ID, "meter_id contains control characters"));
+        return Err(Rejection::new(
+            reason::INVALID_METER_ID,
+            "meter_id contains control characters",
+        ));
     }
     for (name, value, range, unit) in [
         ("voltage", r.voltage, config.voltage, "V"),
@@ -119,12 +144,18 @@ pub fn check(r: &SensorReading, config: &ValidateConfig, now_ms: i64) -> Result<
         ("temperature", r.temperature, config.temperature, "°C"),
     ] {
         if !value.is_finite() {
-            return Err(Rejection::new(reason::NOT_FINITE, format!("{name} is {value}")));
+            return Err(Rejection::new(
+                reason::NOT_FINITE,
+                format!("{name} is {value}"),
+            ));
         }
         if !range.contains(value) {
             return Err(Rejection::new(
                 reason::OUT_OF_RANGE,
-                format!("{name} {value} {unit} is outside {} to {} {unit}", range.min, range.max),
+                format!(
+                    "{name} {value} {unit} is outside {} to {} {unit}",
+                    range.min, range.max
+                ),
             ));
         }
     }

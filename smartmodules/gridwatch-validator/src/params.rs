@@ -75,12 +75,22 @@ impl ValidateConfig {
             c.id_width = match v.trim() {
                 "content-id-4" => IdWidth::ContentId4,
                 "global-id-8" => IdWidth::GlobalId8,
-                _ => return Err(ConfigError::new("id_width", v, "content-id-4 or global-id-8")),
+                _ => {
+                    return Err(ConfigError::new(
+                        "id_width",
+                        v,
+                        "content-id-4 or global-id-8",
+                    ));
+                }
             };
         }
         if let Some(v) = get("earliest") {
             c.earliest_ms = parse_rfc3339_millis(v.trim()).ok_or_else(|| {
-                ConfigError::new("earliest", v, "an RFC 3339 time such as 2000-01-01T00:00:00Z")
+                ConfigError::new(
+                    "earliest",
+                    v,
+                    "an RFC 3339 time such as 2000-01-01T00:00:00Z",
+                )
             })?;
         }
         if let Some(v) = get("max_future") {
@@ -118,7 +128,9 @@ impl ValidateConfig {
                 .parse()
                 .ok()
                 .filter(|n| (1..=65_536).contains(n))
-                .ok_or_else(|| ConfigError::new("max_meter_id_len", v, "a whole number from 1 to 65536"))?;
+                .ok_or_else(|| {
+                    ConfigError::new("max_meter_id_len", v, "a whole number from 1 to 65536")
+                })?;
         }
         Ok(c)
     }
@@ -155,19 +167,23 @@ impl ValidateConfig {
 fn parse_schema_map(text: &str) -> Result<HashMap<u64, WriterSchema>, ConfigError> {
     let allowed = "a JSON object mapping schema ids to Avro schemas";
     let short = |t: &str| t.chars().take(60).collect::<String>();
-    let map: HashMap<String, serde_json::Value> =
-        serde_json::from_str(text).map_err(|_| ConfigError::new("schemas", short(text), allowed))?;
+    let map: HashMap<String, serde_json::Value> = serde_json::from_str(text)
+        .map_err(|_| ConfigError::new("schemas", short(text), allowed))?;
     map.into_iter()
         .map(|(id, schema)| {
-            let id_num: u64 = id
-                .parse()
-                .map_err(|_| ConfigError::new("schemas", &id, "schema ids that are whole numbers"))?;
+            let id_num: u64 = id.parse().map_err(|_| {
+                ConfigError::new("schemas", &id, "schema ids that are whole numbers")
+            })?;
             let text = match schema {
                 serde_json::Value::String(s) => s,
                 other => other.to_string(),
             };
             let parsed = parse_schema(&text).map_err(|e| {
-                ConfigError::new(format!("schemas.{id}"), short(&text), format!("a valid Avro schema ({e})"))
+                ConfigError::new(
+                    format!("schemas.{id}"),
+                    short(&text),
+                    format!("a valid Avro schema ({e})"),
+                )
             })?;
             Ok((id_num, parsed))
         })

@@ -38,7 +38,10 @@ fn reason_of(bytes: &[u8], config: &ValidateConfig) -> &'static str {
 fn framed_avro_with_a_known_id_is_accepted() {
     let config = config_with_schema(7);
     let r = reading();
-    assert_eq!(validate(&framed(&r, 7, IdWidth::ContentId4), &config, NOW), Ok(r));
+    assert_eq!(
+        validate(&framed(&r, 7, IdWidth::ContentId4), &config, NOW),
+        Ok(r)
+    );
 }
 
 #[test]
@@ -51,7 +54,10 @@ fn legacy_global_id_framing_is_accepted_when_configured() {
     })
     .unwrap();
     let r = reading();
-    assert_eq!(validate(&framed(&r, 9, IdWidth::GlobalId8), &config, NOW), Ok(r));
+    assert_eq!(
+        validate(&framed(&r, 9, IdWidth::GlobalId8), &config, NOW),
+        Ok(r)
+    );
 }
 
 #[test]
@@ -68,28 +74,59 @@ fn malformed_input_is_rejected_with_a_reason() {
     assert_eq!(reason_of(b"", &config), reason::UNPARSEABLE);
     assert_eq!(reason_of(b"\x01garbage", &config), reason::UNPARSEABLE);
     assert_eq!(reason_of(&good[..3], &config), reason::UNPARSEABLE);
-    assert_eq!(reason_of(&good[..good.len() - 3], &config), reason::SCHEMA_MISMATCH);
-    assert_eq!(reason_of(&framed(&reading(), 8, IdWidth::ContentId4), &config), reason::UNKNOWN_SCHEMA);
+    assert_eq!(
+        reason_of(&good[..good.len() - 3], &config),
+        reason::SCHEMA_MISMATCH
+    );
+    assert_eq!(
+        reason_of(&framed(&reading(), 8, IdWidth::ContentId4), &config),
+        reason::UNKNOWN_SCHEMA
+    );
     assert_eq!(reason_of(b"{\"meter_id\":", &config), reason::UNPARSEABLE);
-    assert_eq!(reason_of(&[b'{', 0xff, 0xfe, b'}'], &config), reason::UNPARSEABLE);
+    assert_eq!(
+        reason_of(&[b'{', 0xff, 0xfe, b'}'], &config),
+        reason::UNPARSEABLE
+    );
 }
 
 #[test]
 fn meaning_is_checked_not_just_shape() {
     let config = ValidateConfig::default();
-    let cases: Vec<(Box<dyn Fn(&mut SensorReading)>, &str)> = vec![
-        (Box::new(|r| r.meter_id = "  ".into()), reason::INVALID_METER_ID),
-        (Box::new(|r| r.meter_id = "x".repeat(129)), reason::INVALID_METER_ID),
-        (Box::new(|r| r.meter_id = "a\nb".into()), reason::INVALID_METER_ID),
+    type Mutation = Box<dyn Fn(&mut SensorReading)>;
+    let cases: Vec<(Mutation, &str)> = vec![
+        (
+            Box::new(|r| r.meter_id = "  ".into()),
+            reason::INVALID_METER_ID,
+        ),
+        (
+            Box::new(|r| r.meter_id = "x".repeat(129)),
+            reason::INVALID_METER_ID,
+        ),
+        (
+            Box::new(|r| r.meter_id = "a\nb".into()),
+            reason::INVALID_METER_ID,
+        ),
         (Box::new(|r| r.voltage = f64::NAN), reason::NOT_FINITE),
         (Box::new(|r| r.current = f64::INFINITY), reason::NOT_FINITE),
-        (Box::new(|r| r.temperature = f64::NEG_INFINITY), reason::NOT_FINITE),
+        (
+            Box::new(|r| r.temperature = f64::NEG_INFINITY),
+            reason::NOT_FINITE,
+        ),
         (Box::new(|r| r.voltage = -1.0), reason::OUT_OF_RANGE),
         (Box::new(|r| r.voltage = 1000.5), reason::OUT_OF_RANGE),
         (Box::new(|r| r.temperature = 151.0), reason::OUT_OF_RANGE),
-        (Box::new(|r| r.timestamp = DEFAULT_EARLIEST_MS - 1), reason::TIMESTAMP_OUT_OF_RANGE),
-        (Box::new(|r| r.timestamp = NOW + 86_400_001), reason::TIMESTAMP_OUT_OF_RANGE),
-        (Box::new(|r| r.timestamp = i64::MIN), reason::TIMESTAMP_OUT_OF_RANGE),
+        (
+            Box::new(|r| r.timestamp = DEFAULT_EARLIEST_MS - 1),
+            reason::TIMESTAMP_OUT_OF_RANGE,
+        ),
+        (
+            Box::new(|r| r.timestamp = NOW + 86_400_001),
+            reason::TIMESTAMP_OUT_OF_RANGE,
+        ),
+        (
+            Box::new(|r| r.timestamp = i64::MIN),
+            reason::TIMESTAMP_OUT_OF_RANGE,
+        ),
     ];
     for (mutate, want) in cases {
         let mut r = reading();
@@ -112,23 +149,34 @@ fn meaning_is_checked_not_just_shape() {
 #[test]
 fn rejections_become_dead_letters_with_the_original_bytes() {
     let bytes = b"\x07nope";
-    let ChainRecord::DeadLetter(d) = validate_record(bytes, 42, &ValidateConfig::default(), NOW) else {
+    let ChainRecord::DeadLetter(d) = validate_record(bytes, 42, &ValidateConfig::default(), NOW)
+    else {
         panic!("a dead letter")
     };
-    assert_eq!((d.reason.as_str(), d.stage.as_str()), (reason::UNPARSEABLE, STAGE));
-    assert_eq!((d.source_offset, d.original.as_slice()), (Some(42), &bytes[..]));
+    assert_eq!(
+        (d.reason.as_str(), d.stage.as_str()),
+        (reason::UNPARSEABLE, STAGE)
+    );
+    assert_eq!(
+        (d.source_offset, d.original.as_slice()),
+        (Some(42), &bytes[..])
+    );
     assert_eq!((d.first_failed_at, d.attempts), (NOW, 1));
 }
 
 #[test]
 fn bad_params_name_the_key_the_value_and_what_is_allowed() {
     let err = ValidateConfig::from_params(|k| (k == "voltage_max").then_some("lots")).unwrap_err();
-    assert_eq!(err.to_string(), "voltage_max = \"lots\" is not allowed: a finite number");
+    assert_eq!(
+        err.to_string(),
+        "voltage_max = \"lots\" is not allowed: a finite number"
+    );
     let err = ValidateConfig::from_params(|k| (k == "voltage_min").then_some("2000")).unwrap_err();
     assert_eq!(err.key, "voltage_min");
     let err = ValidateConfig::from_params(|k| (k == "id_width").then_some("16")).unwrap_err();
     assert_eq!(err.allowed, "content-id-4 or global-id-8");
-    let err = ValidateConfig::from_params(|k| (k == "schemas").then_some(r#"{"1": "{bad"}"#)).unwrap_err();
+    let err = ValidateConfig::from_params(|k| (k == "schemas").then_some(r#"{"1": "{bad"}"#))
+        .unwrap_err();
     assert_eq!(err.key, "schemas.1");
     let err = ValidateConfig::from_params(|k| (k == "earliest").then_some("2000")).unwrap_err();
     assert_eq!(err.key, "earliest");
@@ -138,7 +186,10 @@ fn bad_params_name_the_key_the_value_and_what_is_allowed() {
 fn params_round_trip() {
     let c = ValidateConfig::default();
     let params = c.to_params();
-    let back = ValidateConfig::from_params(|k| params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str())).unwrap();
+    let back = ValidateConfig::from_params(|k| {
+        params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str())
+    })
+    .unwrap();
     assert_eq!(back.to_params(), params);
     assert_eq!(back.earliest_ms, DEFAULT_EARLIEST_MS);
 }
@@ -153,7 +204,11 @@ fn arbitrary_bytes_never_panic() {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                if i == 0 && len % 3 == 0 { 0 } else { seed as u8 }
+                if i == 0 && len % 3 == 0 {
+                    0
+                } else {
+                    seed as u8
+                }
             })
             .collect();
         let _ = validate_record(&bytes, 0, &config, NOW);
