@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::model::CompatibilityLevel;
@@ -19,7 +19,7 @@ use crate::model::CompatibilityLevel;
 /// timeout = "10s"
 /// retry = { max_retries = 3, initial_backoff = "100ms", max_backoff = "30s" }
 /// ```
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Root URL of an external registry, e.g. `http://apicurio:8080` (a URL
@@ -79,7 +79,7 @@ impl Default for RegistryConfig {
 }
 
 /// The REST API a registry speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RegistryApi {
     /// Apicurio Registry REST API v3 (`/apis/registry/v3`).
@@ -90,7 +90,7 @@ pub enum RegistryApi {
 }
 
 /// Credentials for the registry.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Auth {
     /// `Authorization: Bearer <token>`: Apicurio behind OIDC or a gateway.
@@ -137,6 +137,13 @@ impl Secret {
     }
 }
 
+/// Serialises redacted, so a dumped config never carries the credential.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -145,7 +152,7 @@ impl fmt::Debug for Secret {
 
 /// Exponential backoff for retryable failures. The defaults are the
 /// pipeline's (FR-008): 100 ms doubling to at most 30 s, three retries.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
     /// Retries after the first attempt; 0 disables retrying.

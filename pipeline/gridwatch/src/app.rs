@@ -1,0 +1,329 @@
+//! `gridwatch run`: the whole pipeline in one process on the embedded defaults.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use gridwatch_contracts::schema;
+use gridwatch_log::{LogOptions, TopicConfig};
+use gridwatch_registry::{EmbeddedRegistry, SchemaRegistry};
+use gridwatch_runtime::backend::TopicBackend;
+use gridwatch_runtime::backend::embedded::EmbeddedBackend;
+use gridwatch_runtime::chain::{ModuleSpec, SmartEngineChain};
+use gridwatch_runtime::checkpoint::CheckpointStore;
+use gridwatch_runtime::ingest::{Ingest, IngestConfig};
+use gridwatch_runtime::metrics::Metrics;
+use gridwatch_runtime::processor::{Processor, ProcessorConfig, Progress};
+use gridwatch_runtime::topics::{SchemaIds, Topics};
+use tokio::sync::watch;
+
+use crate::config::AppConfig;
+use crate::http::{self, AppState};
+use crate::modules;
+
+/// Name of the lock file that keeps two processes off one data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data directory's lock, or says who holds it.
+pub fn lock_data_dir(config: &AppConfig) -> anyhow::Result<File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(_) => anyhow::bail!(
+            "data directory {} is in use by a running gridwatch; stop it, or talk to it with --url",
+            config.data_dir.display()
+        ),
+    }
+}
+
+/// Opens the embedded topic log of a data directory.
+pub fn open_backend(config: &AppConfig) -> anyhow::Result<EmbeddedBackend> {
+    let mut topics = TopicConfig::new(config.runtime.partitions);
+    // The lake is the archive; topics keep a week by default.
+    topics.retention_ms = Some(7 * 86_400_000);
+    EmbeddedBackend::open(
+        &config.data_dir.join("topics"),
+        LogOptions::default(),
+        topics,
+    )
+    .context("opening the embedded topic log")
+}
+
+pub async fn run(config: AppConfig) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let _lock = lock_data_dir(&config)?;
+    let backend = Arc::new(open_backend(&config)?);
+    let metrics = Metrics::new();
+    let topics = Topics::default();
+    let partitions = config.runtime.partitions;
+    for name in topics.all() {
+        let info = backend.ensure_topic(name, partitions).await?;
+        if info.partitions != partitions {
+            anyhow::bail!(
+                "topic {name} has {} partitions but runtime.partitions is {partitions}; repartitioning an existing data directory is not supported",
+                info.partitions
+            );
+        }
+    }
+
+    // The listener first: the embedded registry is served on it, and
+    // start-up registers the schemas through it like any client would.
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding http.listen {}", config.http.listen))?;
+    let addr = listener.local_addr()?;
+    let registry = EmbeddedRegistry::open(config.data_dir.join("registry"))
+        .await
+        .context("opening the embedded schema registry")?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let progress: Vec<Arc<Progress>> = (0..partitions)
+        .map(|_| Arc::new(Progress::default()))
+        .collect();
+    let state = Arc::new(AppState::new(
+        metrics.clone(),
+        progress.clone(),
+        backend.clone(),
+        config.clone(),
+    ));
+    let server = {
+        let router = http::router(state.clone(), registry);
+        let mut rx = shutdown_rx.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    };
+    println!(
+        "Gridwatch HTTP endpoint listening on http://{addr} (ingest: POST /api/v1/readings, metrics: /metrics)"
+    );
+
+    let embedded_url = url::Url::parse(&format!("http://{addr}/"))?;
+    let schema_registry = SchemaRegistry::connect(&config.registry, Some(embedded_url))?;
+    let registered = schema_registry
+        .start_up(&config.registry)
+        .await
+        .context("registering Gridwatch's schemas")?;
+    let id = |artifact: &str| {
+        registered
+            .content_id(artifact)
+            .with_context(|| format!("registry did not return an id for {artifact}"))
+    };
+    let ids = SchemaIds {
+        reading: id("io.gridwatch.SensorReading")?,
+        scored: id("io.gridwatch.ScoredReading")?,
+        anomaly: id("io.gridwatch.AnomalyEvent")?,
+        dead_letter: id("io.gridwatch.DeadLetter")?,
+    };
+    tracing::info!(?ids, "Schemas registered.");
+
+    // The chain: validate → detect, with params from the config.
+    let (validate_path, validate_wasm) =
+        modules::load(&config.runtime.modules_dir, modules::VALIDATE)?;
+    let (detect_path, detect_wasm) = modules::load(&config.runtime.modules_dir, modules::DETECT)?;
+    tracing::info!(validate = %validate_path.display(), detect = %detect_path.display(), "SmartModules loaded.");
+    let schemas_param =
+        serde_json::json!({ ids.reading.to_string(): schema::SENSOR_READING }).to_string();
+    let mut validate_params = config.validate.to_params();
+    validate_params.push(("schemas".into(), schemas_param.clone()));
+    let mut detect_params: Vec<(String, String)> = config
+        .detector
+        .to_params()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    detect_params.push(("schemas".into(), schemas_param));
+    let spec = vec![
+        ModuleSpec {
+            name: "gridwatch-validate".into(),
+            wasm: Bytes::from(validate_wasm),
+            params: validate_params,
+        },
+        ModuleSpec {
+            name: "gridwatch-detect".into(),
+            wasm: Bytes::from(detect_wasm),
+            params: detect_params,
+        },
+    ];
+
+    let warm_window_ms =
+        (config.detector.window + config.detector.allowed_lateness).as_millis() as i64;
+    let store = CheckpointStore::open(config.data_dir.join("checkpoints"))?;
+    let processor_config = ProcessorConfig {
+        batch_max: config.runtime.batch_max,
+        checkpoint_events: config.runtime.checkpoint_events,
+        checkpoint_interval: config.runtime.checkpoint_interval,
+        warm_window_ms,
+        ..ProcessorConfig::default()
+    };
+    let mut warm_from = Vec::new();
+    let mut processors = Vec::new();
+    for p in 0..partitions {
+        let chain = SmartEngineChain::new(spec.clone(), warm_window_ms)?;
+        let checkpoint = store.load(&format!("processor-{p}"))?.unwrap_or_default();
+        warm_from.push(checkpoint.warm_from);
+        let processor = Processor::new(
+            backend.clone(),
+            chain,
+            topics.clone(),
+            ids,
+            p,
+            processor_config.clone(),
+            store.clone(),
+            metrics.clone(),
+            progress[p as usize].clone(),
+        );
+        processors.push(tokio::spawn(processor.run(shutdown_rx.clone())));
+    }
+
+    let ingest = Arc::new(Ingest::new(
+        backend.clone(),
+        topics.clone(),
+        ids,
+        IngestConfig {
+            max_lag: config.runtime.max_lag,
+            backpressure_timeout: config.runtime.backpressure_timeout,
+            dedup_horizon_ms: warm_window_ms,
+        },
+        progress.clone(),
+        metrics.clone(),
+    ));
+    let remembered = ingest.rebuild_dedup(&warm_from).await?;
+    tracing::info!(remembered, "Dedup horizon rebuilt from the log.");
+    state.set_ingest(ingest.clone());
+
+    let mut tasks = Vec::new();
+    if config.simulator.enabled {
+        tasks.push(crate::app::simulator::spawn(
+            &config,
+            ingest.clone(),
+            shutdown_rx.clone(),
+        ));
+        println!(
+            "Simulator on: {} meters at {} readings/s (turn off with --no-simulator or simulator.enabled: false)",
+            config.simulator.meters,
+            if config.simulator.rate > 0.0 {
+                config.simulator.rate.to_string()
+            } else {
+                "max".into()
+            }
+        );
+    } else {
+        println!("Simulator off: send readings to POST http://{addr}/api/v1/readings");
+    }
+    println!(
+        "Sinks on: topics `anomalies`, `scored` and `dead-letter` in {}",
+        config.data_dir.display()
+    );
+    if config.runtime.status_interval > Duration::ZERO {
+        tasks.push(tokio::spawn(status_line(
+            metrics.clone(),
+            config.runtime.status_interval,
+            shutdown_rx.clone(),
+        )));
+    }
+
+    // Ready once every processor has recovered.
+    let wait_ready = async {
+        while !progress.iter().all(|p| p.ready.load(Ordering::Acquire)) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = wait_ready => {
+            println!("Pipeline ready in {} ms.", started.elapsed().as_millis());
+        }
+        _ = tokio::signal::ctrl_c() => {
+            let _ = shutdown_tx.send(true);
+        }
+    }
+
+    let signal = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r,
+                _ = term.recv() => Ok(()),
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await
+    };
+    if !*shutdown_tx.borrow() {
+        signal.await.context("waiting for Ctrl-C")?;
+    }
+    println!("Shutting down: flushing and checkpointing…");
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for p in processors {
+        p.await.context("processor task")??;
+    }
+    let _ = server.await;
+    println!("Stopped cleanly.");
+    Ok(())
+}
+
+/// Prints one line every interval: events/s, anomalies, dead letters, lag.
+async fn status_line(metrics: Metrics, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut last = 0u64;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let t = metrics.totals();
+        let processed = t.processed.load(Ordering::Relaxed);
+        let rate = (processed - last) as f64 / every.as_secs_f64();
+        last = processed;
+        let latency = metrics.take_latency();
+        println!(
+            "[status] {rate:.0} events/s | processed {processed} | anomalies {} | dead letters {} | duplicates {} | lag {} | p50 {:.1} ms p99 {:.1} ms",
+            t.anomalies.load(Ordering::Relaxed),
+            t.dead_letters.load(Ordering::Relaxed),
+            t.duplicates.load(Ordering::Relaxed),
+            metrics.lag(),
+            latency.p50,
+            latency.p99,
+        );
+    }
+}
+
+pub mod simulator {
+    //! Drives the simulator into ingest, slowing down under backpressure.
+
+    use std::sync::Arc;
+
+    use gridwatch_runtime::backend::embedded::EmbeddedBackend;
+    use gridwatch_runtime::ingest::Ingest;
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
+
+    use crate::config::AppConfig;
+
+    pub fn spawn(
+        _config: &AppConfig,
+        _ingest: Arc<Ingest<EmbeddedBackend>>,
+        _shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(async {})
+    }
+}

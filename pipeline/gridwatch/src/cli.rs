@@ -1,0 +1,154 @@
+//! The command tree. Binaries stay thin: each command calls into a module.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::AppConfig;
+
+/// Real-time anomaly detection for power-grid sensor streams.
+#[derive(Debug, Parser)]
+#[command(name = "gridwatch", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline (embedded log, simulator, WASM chain, HTTP API).
+    Run(RunArgs),
+    /// Inspect and manage topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+}
+
+/// Flags shared by commands that read the configuration.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// YAML configuration file (see config/default.yaml for every key).
+    #[arg(long, short = 'c', env = "GRIDWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Loads the layered config, flags last.
+    pub fn load(&self) -> anyhow::Result<AppConfig> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let mut config = AppConfig::load(self.config.as_deref(), &env)?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address of the HTTP listener (overrides `http.listen`).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Do not start the built-in simulator (overrides `simulator.enabled`).
+    #[arg(long)]
+    pub no_simulator: bool,
+    /// Simulated meters (overrides `simulator.meters`).
+    #[arg(long)]
+    pub meters: Option<u32>,
+    /// Simulated readings per second, 0 for flat out (overrides `simulator.rate`).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Detection threshold in standard deviations (overrides `detector.threshold`).
+    #[arg(long)]
+    pub threshold: Option<f64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// List topics and their partitions.
+    List(TopicTarget),
+    /// Create a topic.
+    Create {
+        /// Topic name.
+        name: String,
+        /// Partitions.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: u32,
+        #[command(flatten)]
+        target: TopicTarget,
+    },
+    /// Print a topic's records as JSON lines.
+    Consume(ConsumeArgs),
+}
+
+/// Where topic commands act: a running instance, or a data directory.
+#[derive(Debug, Clone, Args)]
+pub struct TopicTarget {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// URL of a running instance (default: the configured `http.listen`).
+    #[arg(long, env = "GRIDWATCH_URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Start at the first record instead of the end.
+    #[arg(long, short = 'B')]
+    pub from_beginning: bool,
+    /// Stop at the end instead of waiting for more.
+    #[arg(long, short = 'd')]
+    pub disable_continuous: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// Only this partition.
+    #[arg(long, short = 'p')]
+    pub partition: Option<u32>,
+    #[command(flatten)]
+    pub target: TopicTarget,
+}
+
+/// How records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The decoded record as plain JSON.
+    Json,
+    /// Avro's JSON encoding (unions tagged with their type).
+    AvroJson,
+    /// The raw value bytes, lossily as UTF-8.
+    Raw,
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => {
+            let mut config = args.config.load()?;
+            if let Some(listen) = args.listen {
+                config.http.listen = listen;
+            }
+            if args.no_simulator {
+                config.simulator.enabled = false;
+            }
+            if let Some(m) = args.meters {
+                config.simulator.meters = m;
+            }
+            if let Some(r) = args.rate {
+                config.simulator.rate = r;
+            }
+            if let Some(t) = args.threshold {
+                config.detector.threshold = t;
+            }
+            config.validate()?;
+            crate::app::run(config).await
+        }
+        Command::Topic(cmd) => crate::topic::dispatch(cmd).await,
+    }
+}

@@ -1,0 +1,397 @@
+//! The `gridwatch` configuration: one YAML file, every key with a default.
+//!
+//! Layers, later wins: `config/default.yaml` (embedded, and the reference
+//! for every key), the user's file, `GRIDWATCH_<SECTION>__<KEY>` environment
+//! variables, then command-line flags. After merging, [`AppConfig::validate`]
+//! checks every value, so a bad one stops start-up with its key, its value
+//! and what is allowed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Yaml};
+use gridwatch_contracts::ConfigError;
+use gridwatch_detector::DetectorConfig;
+use gridwatch_registry::RegistryConfig;
+use gridwatch_validator::ValidateConfig;
+use serde::{Deserialize, Serialize};
+
+/// The embedded defaults, which double as the reference documentation.
+pub const DEFAULT_YAML: &str = include_str!("../config/default.yaml");
+
+/// Everything `gridwatch run` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    /// Where topics, checkpoints and the embedded registry live.
+    pub data_dir: PathBuf,
+    /// The detection rule.
+    pub detector: DetectorConfig,
+    /// Plausibility checks of the validate module.
+    pub validate: ValidateSection,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The built-in simulator.
+    pub simulator: SimulatorSection,
+    /// The stream runtime.
+    pub runtime: RuntimeSection,
+    /// The schema registry.
+    pub registry: RegistryConfig,
+}
+
+/// validate's checks, as YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSection {
+    /// Earliest accepted reading time, RFC 3339.
+    pub earliest: String,
+    /// How far past the wall clock a timestamp may be.
+    #[serde(with = "humantime_serde")]
+    pub max_future: Duration,
+    pub voltage_min: f64,
+    pub voltage_max: f64,
+    pub current_min: f64,
+    pub current_max: f64,
+    pub temperature_min: f64,
+    pub temperature_max: f64,
+    /// Longest meter_id in bytes.
+    pub max_meter_id_len: usize,
+}
+
+impl ValidateSection {
+    /// The module params this section stands for.
+    pub fn to_params(&self) -> Vec<(String, String)> {
+        vec![
+            ("earliest".into(), self.earliest.clone()),
+            (
+                "max_future".into(),
+                format!("{}ms", self.max_future.as_millis()),
+            ),
+            ("voltage_min".into(), self.voltage_min.to_string()),
+            ("voltage_max".into(), self.voltage_max.to_string()),
+            ("current_min".into(), self.current_min.to_string()),
+            ("current_max".into(), self.current_max.to_string()),
+            ("temperature_min".into(), self.temperature_min.to_string()),
+            ("temperature_max".into(), self.temperature_max.to_string()),
+            ("max_meter_id_len".into(), self.max_meter_id_len.to_string()),
+        ]
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+}
+
+/// The built-in simulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulatorSection {
+    /// Generate readings at start.
+    pub enabled: bool,
+    /// Number of simulated meters.
+    pub meters: u32,
+    /// Readings per second across all meters; 0 runs flat out.
+    pub rate: f64,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// The stream runtime.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    /// Partitions of every topic.
+    pub partitions: u32,
+    /// Checkpoint every this many readings...
+    pub checkpoint_events: u64,
+    /// ...or this often.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Most readings per processor batch.
+    pub batch_max: usize,
+    /// Unprocessed readings a partition may hold before producers block.
+    pub max_lag: u64,
+    /// How long a blocked producer waits before 503.
+    #[serde(with = "humantime_serde")]
+    pub backpressure_timeout: Duration,
+    /// Status line interval; 0s turns it off.
+    #[serde(with = "humantime_serde")]
+    pub status_interval: Duration,
+    /// Where the SmartModules are; empty searches the usual places.
+    pub modules_dir: PathBuf,
+}
+
+/// A configuration that cannot be used, said so a user can fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppConfigError {
+    #[error("configuration: {0}")]
+    Parse(String),
+    #[error("configuration: {0}")]
+    Invalid(#[from] ConfigError),
+    #[error("configuration: {0}")]
+    Registry(#[from] gridwatch_registry::ConfigError),
+}
+
+impl AppConfig {
+    /// Merges the layers and validates the result.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, AppConfigError> {
+        let mut figment = Figment::from(Yaml::string(DEFAULT_YAML));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(AppConfigError::Parse(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Yaml::file_exact(file));
+        }
+        // The environment is passed in, not read here, so tests are hermetic.
+        figment = figment.merge(env_from(env));
+        let config: AppConfig = figment
+            .extract()
+            .map_err(|e| AppConfigError::Parse(describe(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every section; the first problem is reported with its key.
+    pub fn validate(&self) -> Result<(), AppConfigError> {
+        self.detector.validate("detector.")?;
+        let params = self.validate.to_params();
+        ValidateConfig::from_params(|k| {
+            params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str())
+        })
+        .map_err(|e| ConfigError::new(format!("validate.{}", e.key), e.value, e.allowed))?;
+        let r = &self.runtime;
+        let range = |key: &str, value: u64, lo: u64, hi: u64| {
+            if (lo..=hi).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    key,
+                    value,
+                    format!("a whole number from {lo} to {hi}"),
+                ))
+            }
+        };
+        range("runtime.partitions", r.partitions.into(), 1, 1024)?;
+        range(
+            "runtime.checkpoint_events",
+            r.checkpoint_events,
+            1,
+            100_000_000,
+        )?;
+        range("runtime.batch_max", r.batch_max as u64, 1, 1_000_000)?;
+        range("runtime.max_lag", r.max_lag, 1, u64::MAX / 2)?;
+        range(
+            "simulator.meters",
+            self.simulator.meters.into(),
+            1,
+            1_000_000,
+        )?;
+        if !(self.simulator.rate.is_finite() && self.simulator.rate >= 0.0) {
+            return Err(ConfigError::new(
+                "simulator.rate",
+                self.simulator.rate,
+                "events per second, 0 or more (0 runs flat out)",
+            )
+            .into());
+        }
+        if r.checkpoint_interval < Duration::from_millis(100) {
+            return Err(ConfigError::new(
+                "runtime.checkpoint_interval",
+                humantime::format_duration(r.checkpoint_interval),
+                "a duration of at least 100ms",
+            )
+            .into());
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::new(
+                "http.max_body_bytes",
+                self.http.max_body_bytes,
+                "at least 1024",
+            )
+            .into());
+        }
+        self.registry.validate()?;
+        Ok(())
+    }
+}
+
+/// Environment variables as a figment provider, from an explicit list.
+fn env_from(vars: &[(String, String)]) -> figment::providers::Serialized<serde_json::Value> {
+    let mut root = serde_json::Map::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("GRIDWATCH_") else {
+            continue;
+        };
+        if rest.is_empty() || rest == "URL" || rest == "CONFIG" {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let mut node = &mut root;
+        for (i, part) in path.iter().enumerate() {
+            if i + 1 == path.len() {
+                node.insert(part.clone(), parse_env_value(value));
+            } else {
+                let next = node
+                    .entry(part.clone())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                if !next.is_object() {
+                    *next = serde_json::Value::Object(Default::default());
+                }
+                let serde_json::Value::Object(map) = next else {
+                    break;
+                };
+                node = map;
+            }
+        }
+    }
+    figment::providers::Serialized::defaults(serde_json::Value::Object(root))
+}
+
+/// Env values are YAML scalars or flow collections: `2.5`, `true`, `[voltage, current]`.
+fn parse_env_value(value: &str) -> serde_json::Value {
+    serde_yaml::from_str::<serde_json::Value>(value)
+        .ok()
+        .filter(|v| !v.is_null() || value.trim() == "null")
+        .unwrap_or_else(|| serde_json::Value::String(value.to_string()))
+}
+
+/// figment's error, reworded to lead with the key.
+fn describe(e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reference_file_documents_exactly_the_config_structs() {
+        // Every key in the reference parses (deny_unknown_fields), and every
+        // field of the structs appears in it with the value the code uses.
+        let from_file: serde_json::Value = serde_yaml::from_str(DEFAULT_YAML).unwrap();
+        let config = AppConfig::load(None, &[]).unwrap();
+        let from_structs = serde_json::to_value(&config).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut out = Vec::new();
+            collect_keys(v, "", &mut out);
+            out.sort();
+            out
+        };
+        assert_eq!(keys(&from_file), keys(&from_structs));
+        assert_eq!(
+            config.detector,
+            DetectorConfig::default(),
+            "detector defaults match the docs"
+        );
+        assert_eq!(
+            config.registry,
+            RegistryConfig::default(),
+            "registry defaults match the docs"
+        );
+    }
+
+    fn collect_keys(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = v {
+            for (k, v) in map {
+                let key = format!("{prefix}{k}");
+                // Tagged or optional sub-objects (auth) are documented as null.
+                if v.is_object() && key != "registry.auth" {
+                    collect_keys(v, &format!("{key}."), out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let c = AppConfig::load(
+            None,
+            &env(&[
+                ("GRIDWATCH_DATA_DIR", "/tmp/gw"),
+                ("GRIDWATCH_DETECTOR__THRESHOLD", "3.5"),
+                ("GRIDWATCH_DETECTOR__FIELDS", "[voltage, current]"),
+                ("GRIDWATCH_SIMULATOR__ENABLED", "false"),
+                ("GRIDWATCH_HTTP__LISTEN", "127.0.0.1:0"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/gw"));
+        assert_eq!(c.detector.threshold, 3.5);
+        assert_eq!(c.detector.fields.len(), 2);
+        assert!(!c.simulator.enabled);
+        assert_eq!(c.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_the_value_and_the_range() {
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_DETECTOR__THRESHOLD", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "configuration: detector.threshold = \"5\" is not allowed: a number of standard deviations from 1.5 to 4.0"
+        );
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_RUNTIME__PARTITIONS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("runtime.partitions = \"0\""), "{err}");
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_VALIDATE__VOLTAGE_MAX", "-5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("validate.voltage_min"), "{err}");
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_DETECTOR__WINDOW", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detector.window"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_file_are_refused_with_their_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(&file, "detector:\n  treshold: 3\n").unwrap();
+        let err = AppConfig::load(Some(&file), &[]).unwrap_err().to_string();
+        assert!(err.contains("treshold"), "{err}");
+        assert!(err.contains("detector"), "{err}");
+        let err = AppConfig::load(Some(&dir.path().join("missing.yaml")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+}
