@@ -11,7 +11,7 @@
 use gridwatch_contracts::{AnomalyType, MeterStatus};
 
 use crate::config::SimulatorConfig;
-use crate::grid::Values;
+use crate::grid::{Frozen, Values};
 use crate::model::{Expected, FaultKind};
 use crate::rng::Rand;
 
@@ -230,7 +230,7 @@ pub(crate) enum Episode {
     /// Repeating `frozen` (the first reading's values) for `left` more readings.
     Stuck {
         left: u32,
-        frozen: Option<Values>,
+        frozen: Option<Frozen>,
     },
 }
 
@@ -261,6 +261,7 @@ impl Episode {
     /// Applies the episode to a reading whose fault-free values are `clean`,
     /// while its feeder is sagging by `feeder_sag` volts (0 when not), and
     /// moves the episode on by one reading.
+    #[inline]
     pub(crate) fn apply(
         &mut self,
         clean: Values,
@@ -353,14 +354,14 @@ impl Episode {
             }
             Self::Stuck { left, frozen } => match frozen {
                 Some(values) => {
-                    out.values = *values;
+                    out.values = values.values();
                     *left -= 1;
                     out.ended = *left == 0;
                 }
                 None => {
                     // The sensor freezes on this reading; the label marks
                     // where, though no anomaly is expected.
-                    *frozen = Some(clean);
+                    *frozen = Some(Frozen::new(clean));
                     out.label = Some((FaultKind::Stuck, Expected::Undetectable));
                 }
             },
@@ -506,7 +507,7 @@ mod tests {
             ..clean()
         };
         let second = episode.apply(moved, 15.0, -20.0, &mut rng);
-        assert_eq!(second.values, clean());
+        assert_eq!(second.values, crate::grid::quantise(clean()));
         assert_eq!(second.label, None);
         assert!(!second.ended);
         assert!(episode.apply(moved, 15.0, 0.0, &mut rng).ended);

@@ -314,3 +314,43 @@ impl Iterator for Simulator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_meter_costs_well_under_a_hundred_bytes_of_state() {
+        // Plus its id on the heap (about 32 bytes): a million meters ≈ 100 MB.
+        assert!(
+            std::mem::size_of::<Meter>() <= 72,
+            "{}",
+            std::mem::size_of::<Meter>()
+        );
+    }
+
+    #[test]
+    fn a_million_meters_run() {
+        let config = SimulatorConfig {
+            meters: 1_000_000,
+            feeders: 10_000,
+            ..Default::default()
+        };
+        let mut sim = Simulator::starting_at(config, 0).unwrap();
+        assert_eq!(sim.meter_ids().len(), 1_000_000);
+        let mut buf = Vec::with_capacity(50_000);
+        let mut last = None;
+        for _ in 0..20 {
+            buf.clear();
+            sim.fill(&mut buf, 50_000);
+            last = buf.pop();
+        }
+        let Some(SimEvent::Reading(reading, _)) = last else {
+            panic!("{last:?}")
+        };
+        // The last meter of the first tick reads just before its end.
+        assert_eq!(reading.meter_id, "feeder-9999-meter-99");
+        assert_eq!(reading.timestamp, 999);
+        assert_eq!(sim.next_timestamp(), 1000);
+    }
+}

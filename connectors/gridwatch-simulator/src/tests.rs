@@ -364,6 +364,68 @@ fn readings_look_like_a_grid() {
 }
 
 #[test]
+fn a_stuck_meter_repeats_its_reading_exactly() {
+    let config = SimulatorConfig {
+        faults: FaultConfig {
+            stuck_rate: 2.0,
+            ..FaultConfig::none()
+        },
+        ..Default::default()
+    };
+    let mut by_meter: HashMap<String, Vec<SensorReading>> = HashMap::new();
+    let mut stuck_at = Vec::new();
+    for event in sim(config).take(100 * 3600) {
+        let SimEvent::Reading(reading, label) = event else {
+            panic!("malformed without malformed faults")
+        };
+        if let Some(label) = label {
+            assert_eq!(label.expected, Expected::Undetectable);
+            stuck_at.push((label.meter_id, by_meter[&reading.meter_id].len()));
+        }
+        by_meter
+            .entry(reading.meter_id.clone())
+            .or_default()
+            .push(reading);
+    }
+    assert!(stuck_at.len() >= 50, "{}", stuck_at.len());
+    for (meter, at) in stuck_at {
+        let readings = &by_meter[&meter];
+        let first = &readings[at];
+        // Default stuck_duration 30 s: at least 15 repeats.
+        for r in readings.iter().skip(at + 1).take(15) {
+            assert_eq!(
+                (r.voltage, r.current, r.temperature, r.status),
+                (
+                    first.voltage,
+                    first.current,
+                    first.temperature,
+                    first.status
+                )
+            );
+            assert!(r.timestamp > first.timestamp);
+        }
+    }
+}
+
+#[test]
+fn without_a_start_the_first_reading_is_now() {
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let s = Simulator::new(small()).unwrap();
+    assert!((s.start_ms() - before).abs() < 5_000);
+    assert_eq!(s.next_timestamp(), s.start_ms());
+    let fixed = Simulator::new(SimulatorConfig {
+        start: Some(std::time::UNIX_EPOCH + Duration::from_millis(START as u64)),
+        ..small()
+    })
+    .unwrap();
+    assert_eq!(fixed.start_ms(), START);
+    assert_eq!(fixed.warmup_end_ms(), START + 300_000);
+}
+
+#[test]
 fn meters_on_a_feeder_sag_together() {
     // With a feeder sag rate high enough to see some, every ordinary meter
     // of the feeder carries the same label at the same tick.
