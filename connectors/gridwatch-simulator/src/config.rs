@@ -520,6 +520,18 @@ impl FaultConfig {
             day,
             "a duration from 0s to 1d",
         )?;
+        let sag = sim
+            .interval
+            .mul_f64(f64::from(self.spike_max_readings + 1) / 2.0);
+        let feeder_occupancy = self.feeder_sag_rate * (sag + self.gap).as_secs_f64() / 3600.0;
+        if feeder_occupancy > MAX_FAULT_OCCUPANCY {
+            return Err(err(
+                "feeder_sag_rate",
+                self.feeder_sag_rate.to_string(),
+                "a rate whose sags and gaps fill at most half of a feeder's time: \
+                 lower it or the gap",
+            ));
+        }
         let (rate, mean) = self.mean_episode(sim.interval);
         let occupancy = rate * (mean + self.gap).as_secs_f64() / 3600.0;
         if occupancy > MAX_FAULT_OCCUPANCY {
@@ -680,5 +692,14 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert_eq!(e.key, "simulator.faults");
         assert!(e.allowed.contains("at most half"), "{e}");
+        let c = SimulatorConfig {
+            faults: FaultConfig {
+                feeder_sag_rate: 7.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.key, "simulator.faults.feeder_sag_rate");
     }
 }

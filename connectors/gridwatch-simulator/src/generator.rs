@@ -13,7 +13,7 @@ use gridwatch_contracts::{ConfigError, MeterStatus, SensorReading};
 use crate::config::SimulatorConfig;
 use crate::faults::{Episode, FaultPlan, FeederSag};
 use crate::grid::{self, Feeder, Site};
-use crate::model::{Label, Malformation, SimEvent};
+use crate::model::{Expected, FaultKind, Label, Malformation, SimEvent};
 use crate::rng::Rand;
 
 /// One simulated meter: its id (built once, cloned into each reading), its
@@ -267,8 +267,8 @@ impl Simulator {
                 Label {
                     meter_id: reading.meter_id.clone(),
                     timestamp,
-                    kind: crate::FaultKind::Malformed,
-                    expected: crate::Expected::DeadLetter(shape),
+                    kind: FaultKind::Malformed,
+                    expected: Expected::DeadLetter(shape),
                 },
             ))
         } else {

@@ -19,7 +19,7 @@
 //! - [`model`]: [`SimEvent`], [`Label`], [`FaultKind`], [`Expected`], [`Malformation`].
 //! - [`generator`]: [`Simulator`], the synchronous, deterministic generator.
 //! - [`driver`]: [`Simulator::run`], the rate-limited async driver with backpressure.
-//! - [`score`]: precision and recall of detections against labels.
+//! - [`score`](mod@score): precision and recall of detections against labels.
 //! - `grid`: load curves, feeders and meters: the fault-free physics.
 //! - `faults`: when faults start and what they do to readings.
 //! - `rng`: the seeded random stream.

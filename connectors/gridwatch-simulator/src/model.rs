@@ -33,7 +33,7 @@ impl SimEvent {
 }
 
 /// The ground truth for one injected fault at one reading, so detection can
-/// be scored for precision and recall (see [`crate::score`]).
+/// be scored for precision and recall (see [`score`](mod@crate::score)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Label {
     pub meter_id: String,
