@@ -2,6 +2,8 @@
 //!
 //! - [`modules`]: the built `.wasm` SmartModules, rebuilt on demand.
 //! - [`golden`]: the golden readings and their expected anomalies.
+//! - [`process`]: the real `gridwatch` binary, started and killed.
 
 pub mod golden;
 pub mod modules;
+pub mod process;

@@ -16,12 +16,15 @@ use tokio::sync::Notify;
 
 use super::{BackendError, InRecord, OutRecord, TopicBackend, TopicInfo};
 
+/// Wake-ups for readers, by (topic, partition).
+type Notifiers = Arc<Mutex<HashMap<(String, u32), Arc<Notify>>>>;
+
 /// Topics in a local directory.
 #[derive(Clone)]
 pub struct EmbeddedBackend {
     log: Arc<Log>,
     /// One wake-up per partition, registered once.
-    notifiers: Arc<Mutex<HashMap<(String, u32), Arc<Notify>>>>,
+    notifiers: Notifiers,
     /// Retention applied to topics this backend creates.
     defaults: TopicConfig,
 }
