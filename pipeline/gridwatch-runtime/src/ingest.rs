@@ -273,6 +273,23 @@ impl<B: TopicBackend> Ingest<B> {
         Ok((accepted, offered - accepted))
     }
 
+    /// Appends bytes as a producer wrote them, unparsed, keyed by `meter_id`:
+    /// for sources that hand over payloads validate must judge (and
+    /// dead-letter when they are malformed).
+    pub async fn append_raw(&self, meter_id: &str, bytes: Vec<u8>) -> Result<(), IngestError> {
+        let p = partition_of(meter_id, self.partitions());
+        self.wait_for_room(p).await?;
+        let record = crate::backend::OutRecord {
+            key: Some(Bytes::from(meter_id.as_bytes().to_vec())),
+            value: Bytes::from(bytes),
+            timestamp_ms: now_ms(),
+        };
+        self.backend
+            .append(&self.topics.readings, p, vec![record])
+            .await?;
+        Ok(())
+    }
+
     /// SR-002: blocks while the partition's processor is too far behind.
     async fn wait_for_room(&self, p: u32) -> Result<(), IngestError> {
         let progress = &self.progress[p as usize];

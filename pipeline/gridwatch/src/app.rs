@@ -215,10 +215,9 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         println!(
             "Simulator on: {} meters at {} readings/s (turn off with --no-simulator or simulator.enabled: false)",
             config.simulator.meters,
-            if config.simulator.rate > 0.0 {
-                config.simulator.rate.to_string()
-            } else {
-                "max".into()
+            match config.simulator.rate {
+                Some(r) if r > 0.0 => r.to_string(),
+                _ => "max".into(),
             }
         );
     } else {
@@ -308,22 +307,80 @@ async fn status_line(metrics: Metrics, every: Duration, mut shutdown: watch::Rec
 }
 
 pub mod simulator {
-    //! Drives the simulator into ingest, slowing down under backpressure.
+    //! Drives the simulator into ingest. Backpressure makes the sink wait,
+    //! and so the simulator slows down; nothing is dropped.
 
     use std::sync::Arc;
+    use std::time::Duration;
 
     use gridwatch_runtime::backend::embedded::EmbeddedBackend;
-    use gridwatch_runtime::ingest::Ingest;
+    use gridwatch_runtime::ingest::{Ingest, IngestError};
+    use gridwatch_simulator::{SimEvent, Simulator};
     use tokio::sync::watch;
     use tokio::task::JoinHandle;
 
     use crate::config::AppConfig;
 
     pub fn spawn(
-        _config: &AppConfig,
-        _ingest: Arc<Ingest<EmbeddedBackend>>,
-        _shutdown: watch::Receiver<bool>,
+        config: &AppConfig,
+        ingest: Arc<Ingest<EmbeddedBackend>>,
+        shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        tokio::spawn(async {})
+        let sim_config = config.simulator.clone();
+        tokio::spawn(async move {
+            let mut sim = match Simulator::new(sim_config.clone()) {
+                Ok(sim) => sim,
+                Err(e) => {
+                    tracing::error!(error = %e, "Simulator not started.");
+                    return;
+                }
+            };
+            let pace = sim_config.pace();
+            let stop = {
+                let mut rx = shutdown.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let sink = |events: Vec<SimEvent>| {
+                let ingest = ingest.clone();
+                let shutdown = shutdown.clone();
+                async move { deliver(&ingest, events, shutdown).await }
+            };
+            match sim.run(pace, sink, stop).await {
+                Ok(stats) => tracing::info!(events = stats.events, "Simulator stopped."),
+                Err(e) => tracing::error!(error = %e, "Simulator stopped on an error."),
+            }
+        })
+    }
+
+    /// Hands a batch to ingest, waiting out backpressure until shutdown.
+    async fn deliver(
+        ingest: &Ingest<EmbeddedBackend>,
+        events: Vec<SimEvent>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), IngestError> {
+        let mut readings = Vec::with_capacity(events.len());
+        let mut malformed = Vec::new();
+        for event in events {
+            match event {
+                SimEvent::Reading(r, _) => readings.push(r),
+                SimEvent::Malformed(bytes, label) => malformed.push((label.meter_id, bytes)),
+            }
+        }
+        // Malformed payloads go into the topic as a broken producer would
+        // write them, so validate dead-letters them with a reason.
+        for (meter, bytes) in malformed {
+            ingest.append_raw(&meter, bytes).await?;
+        }
+        loop {
+            match ingest.ingest(readings.clone(), Vec::new()).await {
+                Err(IngestError::Backpressure { .. }) if !*shutdown.borrow() => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(IngestError::Backpressure { .. }) => return Ok(()),
+                other => return other.map(|_| ()),
+            }
+        }
     }
 }

@@ -141,7 +141,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 config.simulator.meters = m;
             }
             if let Some(r) = args.rate {
-                config.simulator.rate = r;
+                config.simulator.rate = Some(r);
             }
             if let Some(t) = args.threshold {
                 config.detector.threshold = t;

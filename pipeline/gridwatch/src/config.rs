@@ -34,7 +34,7 @@ pub struct AppConfig {
     /// The HTTP listener.
     pub http: HttpConfig,
     /// The built-in simulator.
-    pub simulator: SimulatorSection,
+    pub simulator: gridwatch_simulator::SimulatorConfig,
     /// The stream runtime.
     pub runtime: RuntimeSection,
     /// The schema registry.
@@ -88,20 +88,6 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
-}
-
-/// The built-in simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimulatorSection {
-    /// Generate readings at start.
-    pub enabled: bool,
-    /// Number of simulated meters.
-    pub meters: u32,
-    /// Readings per second across all meters; 0 runs flat out.
-    pub rate: f64,
-    /// Random seed.
-    pub seed: u64,
 }
 
 /// The stream runtime.
@@ -191,20 +177,7 @@ impl AppConfig {
         )?;
         range("runtime.batch_max", r.batch_max as u64, 1, 1_000_000)?;
         range("runtime.max_lag", r.max_lag, 1, u64::MAX / 2)?;
-        range(
-            "simulator.meters",
-            self.simulator.meters.into(),
-            1,
-            1_000_000,
-        )?;
-        if !(self.simulator.rate.is_finite() && self.simulator.rate >= 0.0) {
-            return Err(ConfigError::new(
-                "simulator.rate",
-                self.simulator.rate,
-                "events per second, 0 or more (0 runs flat out)",
-            )
-            .into());
-        }
+        self.simulator.validate()?;
         if r.checkpoint_interval < Duration::from_millis(100) {
             return Err(ConfigError::new(
                 "runtime.checkpoint_interval",

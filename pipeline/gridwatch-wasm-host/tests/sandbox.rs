@@ -1,0 +1,390 @@
+//! Hostile and broken modules get an error that names them and says what
+//! happened, never take the host down, and leave it able to build and run a
+//! new chain. The modules are tiny WAT texts exporting just the ABI.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{NOW, encode_inputs, framed_avro, gridwatch_chain};
+use gridwatch_tests::golden;
+use gridwatch_wasm_host::{
+    Batch, Chain, ChainBuilder, Engine, HostError, ModuleSpec, TransformKind,
+};
+
+/// The ABI around a `map` body: memory, a bump allocator that rewinds when
+/// everything allocated has been freed (so memory stays flat only if the
+/// host frees what the guest hands over), `dealloc`, and `copy_records`.
+fn abi_module(map_body: &str, extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "env" "copy_records" (func $copy_records (param i32 i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (global $live (mut i32) (i32.const 0))
+  (func $alloc (export "alloc") (param $len i32) (result i32)
+    (local $ptr i32) (local $end i32) (local $have i32)
+    (local.set $ptr (global.get $heap))
+    (local.set $end (i32.add (local.get $ptr) (local.get $len)))
+    (local.set $have (i32.mul (memory.size) (i32.const 65536)))
+    (if (i32.gt_u (local.get $end) (local.get $have))
+      (then
+        (if (i32.eq
+              (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $end) (local.get $have)) (i32.const 16)) (i32.const 1)))
+              (i32.const -1))
+          (then unreachable))))
+    (global.set $heap (local.get $end))
+    (global.set $live (i32.add (global.get $live) (i32.const 1)))
+    (local.get $ptr))
+  (func $dealloc (export "dealloc") (param $ptr i32) (param $len i32)
+    (global.set $live (i32.sub (global.get $live) (i32.const 1)))
+    (if (i32.eqz (global.get $live)) (then (global.set $heap (i32.const 1024)))))
+  (func $be32 (param $p i32) (result i32)
+    (i32.or
+      (i32.or (i32.shl (i32.load8_u (local.get $p)) (i32.const 24))
+              (i32.shl (i32.load8_u offset=1 (local.get $p)) (i32.const 16)))
+      (i32.or (i32.shl (i32.load8_u offset=2 (local.get $p)) (i32.const 8))
+              (i32.load8_u offset=3 (local.get $p)))))
+  (func (export "map") (param $ptr i32) (param $len i32) (param $version i32) (result i32)
+    (local $n i32) (local $out i32)
+    {map_body})
+  {extra})"#
+    )
+}
+
+/// Hands the input records back unchanged: the records sit at offset 12 of
+/// the input (after the base offset and their length), and an output is the
+/// records followed by a "no error" byte. Frees its input, as Rust guests do.
+const PASSTHROUGH: &str = r#"
+    (local.set $n (call $be32 (i32.add (local.get $ptr) (i32.const 8))))
+    (local.set $out (call $alloc (i32.add (local.get $n) (i32.const 1))))
+    (memory.copy (local.get $out) (i32.add (local.get $ptr) (i32.const 12)) (local.get $n))
+    (i32.store8 (i32.add (local.get $out) (local.get $n)) (i32.const 0))
+    (call $dealloc (local.get $ptr) (local.get $len))
+    (call $copy_records (local.get $out) (i32.add (local.get $n) (i32.const 1)))
+    (call $be32 (local.get $out))"#;
+
+const SPIN: &str = "(loop $forever (br $forever)) (i32.const 0)";
+const HOG: &str = r#"
+    (loop $more (br_if $more (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))
+    unreachable"#;
+const PANIC: &str = "unreachable";
+const WILD_POINTER: &str =
+    "(call $copy_records (i32.const 0x7fff0000) (i32.const 100)) (i32.const 1)";
+const SILENT: &str = "(i32.const 0)";
+const BAD_STATUS: &str = "(i32.const -11)";
+
+fn engine() -> &'static Engine {
+    common::engine()
+}
+
+fn wat_chain(map_body: &str, extra: &str) -> ChainBuilder {
+    engine().chain().module(ModuleSpec::wasm(
+        "hostile",
+        abi_module(map_body, extra).into_bytes(),
+    ))
+}
+
+fn small_batch() -> Batch {
+    let mut batch = Batch::new();
+    for i in 0..10 {
+        batch.push(format!("record {i}").as_bytes());
+    }
+    batch
+}
+
+/// After a fault, a fresh chain of the real modules still works.
+fn host_still_works() {
+    let readings = golden::readings();
+    let mut chain = gridwatch_chain(&[]).build().expect("a new chain builds");
+    let mut batch = Batch::new();
+    for bytes in encode_inputs(&readings[..500]) {
+        batch.push(&bytes);
+    }
+    let out = chain.process_batch(&batch, 0, NOW).expect("and processes");
+    assert_eq!(out.len(), 500);
+}
+
+fn expect_fault(chain: &mut Chain) -> HostError {
+    let err = chain
+        .process_batch(&small_batch(), 0, NOW)
+        .expect_err("the module must fail");
+    assert_eq!(err.module(), Some("hostile"), "{err}");
+    // The chain refuses further work until rebuilt.
+    if err.poisons_chain() {
+        let again = chain
+            .process_batch(&small_batch(), 0, NOW)
+            .expect_err("poisoned");
+        assert!(matches!(again, HostError::Poisoned { ref module } if module == "hostile"));
+        assert_eq!(chain.poisoned_by(), Some("hostile"));
+    }
+    err
+}
+
+#[test]
+fn the_wat_passthrough_round_trips_and_its_memory_stays_flat() {
+    let mut chain = wat_chain(PASSTHROUGH, "").build().expect("chain");
+    assert_eq!(
+        chain.modules().next().map(|m| m.kind),
+        Some(TransformKind::Map)
+    );
+    let mut batch = Batch::new();
+    for i in 0..1000 {
+        batch.push_record(Some(b"k"), format!("value {i}").as_bytes(), i, -i);
+    }
+    let out = chain.process_batch(&batch, 7, NOW).expect("runs");
+    assert_eq!(out.encoded(), batch.encoded());
+    assert_eq!(out.len(), 1000);
+    let first = chain.memory_size();
+    for n in 0..2000 {
+        chain.process_batch(&batch, n * 1000, NOW).expect("runs");
+    }
+    // The allocator only rewinds when every buffer came back, so any leaked
+    // output buffer would grow memory by ~15 KB per batch.
+    assert_eq!(chain.memory_size(), first);
+
+    // smartengine runs the same module to the same records, so the WAT
+    // speaks the real ABI (there it leaks every output buffer).
+    let smartengine = fluvio_smartengine::SmartEngine::new();
+    let mut builder = fluvio_smartengine::SmartModuleChainBuilder::default();
+    builder.add_smart_module(
+        fluvio_smartengine::SmartModuleConfig::builder()
+            .smartmodule_names(vec!["hostile".to_string()])
+            .build()
+            .expect("config"),
+        abi_module(PASSTHROUGH, "").into_bytes(),
+    );
+    let mut theirs = builder.initialize(&smartengine).expect("smartengine chain");
+    let records: Vec<gridwatch_wasm_host::Record> = out.to_records().expect("records");
+    let input = fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput::try_from_records(
+        records,
+        gridwatch_wasm_host::ABI_VERSION,
+    )
+    .expect("input");
+    let output = theirs.process(input).expect("smartengine runs");
+    let theirs_batch = Batch::from_records(&output.successes).expect("batch");
+    assert_eq!(theirs_batch.encoded(), batch.encoded());
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_deadline() {
+    let timeout = Duration::from_millis(200);
+    let mut chain = wat_chain(SPIN, "")
+        .call_timeout(timeout)
+        .build()
+        .expect("chain");
+    let start = Instant::now();
+    let err = expect_fault(&mut chain);
+    let took = start.elapsed();
+    assert!(
+        matches!(err, HostError::Deadline { call: "map", timeout: t, .. } if t == timeout),
+        "{err}"
+    );
+    assert!(err.is_retryable() && err.poisons_chain());
+    assert!(
+        took >= timeout && took < timeout * 5,
+        "stopped after {took:?}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn an_endless_init_fails_the_build_at_the_deadline() {
+    let extra = r#"(func (export "init") (param i32 i32 i32) (result i32) (loop $l (br $l)) (i32.const 0))"#;
+    let err = wat_chain(PASSTHROUGH, extra)
+        .call_timeout(Duration::from_millis(100))
+        .build()
+        .expect_err("init never returns");
+    assert!(
+        matches!(err, HostError::Deadline { call: "init", .. }),
+        "{err}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn growing_past_the_memory_limit_is_an_error() {
+    let limit = 64 * 1024 * 1024;
+    let mut chain = wat_chain(HOG, "")
+        .memory_limit(limit)
+        .build()
+        .expect("chain");
+    let err = expect_fault(&mut chain);
+    match &err {
+        HostError::MemoryLimit {
+            call,
+            limit: l,
+            desired,
+            ..
+        } => {
+            assert_eq!((*call, *l), ("map", limit));
+            assert!(*desired > limit);
+        }
+        other => panic!("expected a memory-limit error, got {other}"),
+    }
+    assert!(chain.memory_size() <= limit);
+    host_still_works();
+
+    // A module whose initial memory alone is over the limit does not start.
+    let big = r#"(module (memory (export "memory") 2000))"#;
+    let err = engine()
+        .chain()
+        .memory_limit(limit)
+        .module(ModuleSpec::wasm("hostile", big.as_bytes()))
+        .build()
+        .expect_err("over the limit");
+    assert!(
+        matches!(
+            err,
+            HostError::MemoryLimit {
+                call: "instantiate",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_limit_is_for_the_whole_chain() {
+    // Two modules of 40 MiB each fit one by one, not together in 64 MiB.
+    let module = abi_module(PASSTHROUGH, "").replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 640)"#,
+    );
+    let builder = |n: usize| {
+        let mut b = engine().chain().memory_limit(64 * 1024 * 1024);
+        for _ in 0..n {
+            b.add_module(ModuleSpec::wasm("hostile", module.as_bytes()));
+        }
+        b
+    };
+    builder(1).build().expect("one fits");
+    let err = builder(2).build().expect_err("two do not");
+    assert!(matches!(err, HostError::MemoryLimit { .. }), "{err}");
+}
+
+#[test]
+fn a_trap_is_an_error() {
+    let mut chain = wat_chain(PANIC, "").build().expect("chain");
+    let err = expect_fault(&mut chain);
+    assert!(
+        matches!(
+            err,
+            HostError::Trap {
+                call: "map",
+                trap: Some(wasmtime::Trap::UnreachableCodeReached),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    host_still_works();
+}
+
+#[test]
+fn broken_outputs_are_errors() {
+    let mut chain = wat_chain(WILD_POINTER, "").build().expect("chain");
+    let err = expect_fault(&mut chain);
+    assert!(
+        matches!(&err, HostError::BadOutput { reason, .. } if reason.contains("outside")),
+        "{err}"
+    );
+
+    let mut chain = wat_chain(SILENT, "").build().expect("chain");
+    let err = expect_fault(&mut chain);
+    assert!(
+        matches!(&err, HostError::BadOutput { reason, .. } if reason.contains("copy_records")),
+        "{err}"
+    );
+
+    // A status is the module's answer, not a fault: the chain stays usable.
+    let mut chain = wat_chain(BAD_STATUS, "").build().expect("chain");
+    let err = expect_fault(&mut chain);
+    assert!(
+        matches!(&err, HostError::GuestStatus { code: -11, status, .. } if status.contains("decode")),
+        "{err}"
+    );
+    assert!(!err.poisons_chain());
+    assert!(chain.poisoned_by().is_none());
+    host_still_works();
+}
+
+#[test]
+fn modules_without_the_abi_are_refused_with_the_reason() {
+    let cases = [
+        ("(module)", "memory"),
+        (r#"(module (memory (export "memory") 1))"#, "alloc"),
+        (
+            r#"(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i32) (i32.const 0)))"#,
+            "no transform",
+        ),
+        (
+            r#"(module (memory (export "memory") 1) (func (export "alloc") (param i64) (result i32) (i32.const 0)))"#,
+            "wrong signature",
+        ),
+        (
+            r#"(module (import "env" "socket" (func)) (memory (export "memory") 1))"#,
+            "cannot be instantiated",
+        ),
+        ("not wasm at all", "not a valid WebAssembly module"),
+    ];
+    for (text, expected) in cases {
+        let err = engine()
+            .chain()
+            .module(ModuleSpec::wasm("broken", text.as_bytes()))
+            .build()
+            .expect_err(text);
+        assert_eq!(err.module(), Some("broken"));
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should say {expected}"
+        );
+    }
+
+    let foreign = wasmtime::Module::new(&wasmtime::Engine::default(), "(module)").expect("module");
+    let err = engine()
+        .chain()
+        .module(ModuleSpec::compiled("foreign", foreign))
+        .build()
+        .expect_err("foreign");
+    assert!(matches!(err, HostError::ForeignModule { .. }), "{err}");
+}
+
+#[test]
+fn rebuilding_a_chain_reuses_the_compiled_modules() {
+    let engine = Engine::new().expect("engine");
+    let builder = engine.chain().module(
+        ModuleSpec::wasm("validate", common::validate_wasm())
+            .param("schemas", common::schemas_param()),
+    );
+    let started = Instant::now();
+    let mut chain = builder.build().expect("chain");
+    let first = started.elapsed();
+    let reading = golden::readings().remove(0);
+    let mut batch = Batch::new();
+    batch.push(&framed_avro(&reading));
+    chain.process_batch(&batch, 0, NOW).expect("runs");
+    let started = Instant::now();
+    for _ in 0..5 {
+        builder.build().expect("rebuilt");
+    }
+    let rebuild = started.elapsed() / 5;
+    let stats = engine.cache_stats();
+    assert_eq!((stats.compiled, stats.hits), (1, 5));
+    assert!(
+        rebuild < first,
+        "rebuild {rebuild:?} vs first build {first:?}"
+    );
+
+    // A precompiled module from this engine is taken as it is.
+    let module = engine
+        .compile("validate", common::validate_wasm())
+        .expect("cached");
+    engine
+        .chain()
+        .module(ModuleSpec::compiled("validate", module).param("schemas", common::schemas_param()))
+        .build()
+        .expect("precompiled chain");
+}
