@@ -41,6 +41,29 @@ pub struct ChainConfig {
     pub inherit_stdio: bool,
 }
 
+impl ChainConfig {
+    /// Refuses limits under which no module could run.
+    pub fn validate(&self) -> Result<(), HostError> {
+        if self.memory_limit < WASM_PAGE {
+            return Err(HostError::Config {
+                key: "memory_limit",
+                value: self.memory_limit.to_string(),
+                allowed: "at least one WebAssembly page (65536 bytes)",
+            });
+        }
+        if self.call_timeout.is_zero() {
+            return Err(HostError::Config {
+                key: "call_timeout",
+                value: format!("{:?}", self.call_timeout),
+                allowed: "more than zero",
+            });
+        }
+        Ok(())
+    }
+}
+
+const WASM_PAGE: usize = 65_536;
+
 impl Default for ChainConfig {
     fn default() -> Self {
         Self {
@@ -183,6 +206,7 @@ impl ChainBuilder {
     /// every module, in order. An `init` that rejects its params fails the
     /// build with the module's own message.
     pub fn build(&self) -> Result<Chain, HostError> {
+        self.config.validate()?;
         let wasm = self.engine.wasmtime();
         let timeout = self.config.call_timeout;
         let mut store = Store::new(
@@ -503,6 +527,37 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chains_and_engines_can_move_between_threads() {
+        fn send<T: Send>() {}
+        fn sync<T: Send + Sync>() {}
+        send::<Chain>();
+        sync::<Engine>();
+        send::<HostError>();
+    }
+
+    #[test]
+    fn limits_that_cannot_work_are_refused() {
+        let config = ChainConfig {
+            memory_limit: 1000,
+            ..ChainConfig::default()
+        };
+        let err = config.validate().expect_err("too small");
+        assert_eq!(
+            err.to_string(),
+            "memory_limit = 1000 is not allowed: at least one WebAssembly page (65536 bytes)"
+        );
+        let config = ChainConfig {
+            call_timeout: Duration::ZERO,
+            ..ChainConfig::default()
+        };
+        assert_eq!(
+            config.validate().expect_err("zero").to_string(),
+            "call_timeout = 0ns is not allowed: more than zero"
+        );
+        ChainConfig::default().validate().expect("defaults work");
+    }
 
     #[test]
     fn deadlines_never_come_early() {

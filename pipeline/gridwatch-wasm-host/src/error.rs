@@ -138,6 +138,14 @@ pub enum HostError {
         source: std::io::Error,
     },
 
+    /// A limit or option that cannot work.
+    #[error("{key} = {value} is not allowed: {allowed}")]
+    Config {
+        key: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+
     /// The wasmtime engine could not be configured.
     #[error("creating the wasmtime engine failed: {reason}")]
     Engine { reason: String },
@@ -173,6 +181,7 @@ impl HostError {
             | Self::LookBackRead { module, .. } => Some(module),
             Self::NoSuchModule { .. }
             | Self::Codec { .. }
+            | Self::Config { .. }
             | Self::Engine { .. }
             | Self::Ticker { .. } => None,
         }

@@ -167,7 +167,7 @@ fn memory_stays_flat_over_twenty_million_records() {
         assert!(output.error().is_none(), "{:?}", output.error());
 
         let done = (n + 1) * BATCH as u64;
-        if done % checkpoint_every == 0 || n + 1 == batches {
+        if done.is_multiple_of(checkpoint_every) || n + 1 == batches {
             let (s, a) = scored_and_anomalies(&output);
             scored += s;
             anomalies += a;

@@ -388,3 +388,93 @@ fn rebuilding_a_chain_reuses_the_compiled_modules() {
         .build()
         .expect("precompiled chain");
 }
+
+/// A module whose `map` hands over `output` as it is, whatever the input.
+fn canned_module(output: &[u8], count: i32) -> String {
+    let data: String = output.iter().map(|b| format!("\\{b:02x}")).collect();
+    abi_module(
+        &format!(
+            "(call $copy_records (i32.const 60000) (i32.const {len})) (i32.const {count})",
+            len = output.len()
+        ),
+        &format!(r#"(data (i32.const 60000) "{data}")"#),
+    )
+}
+
+fn smartengine_run(
+    modules: &[String],
+    records: Vec<gridwatch_wasm_host::Record>,
+) -> fluvio_smartmodule::dataplane::smartmodule::SmartModuleOutput {
+    let engine = fluvio_smartengine::SmartEngine::new();
+    let mut builder = fluvio_smartengine::SmartModuleChainBuilder::default();
+    for (i, text) in modules.iter().enumerate() {
+        builder.add_smart_module(
+            fluvio_smartengine::SmartModuleConfig::builder()
+                .smartmodule_names(vec![format!("m{i}")])
+                .build()
+                .expect("config"),
+            text.clone().into_bytes(),
+        );
+    }
+    let mut chain = builder.initialize(&engine).expect("smartengine chain");
+    let mut input = fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput::try_from_records(
+        records,
+        gridwatch_wasm_host::ABI_VERSION,
+    )
+    .expect("input");
+    input.set_base_offset(100);
+    input.set_base_timestamp(NOW);
+    chain.process(input).expect("smartengine runs")
+}
+
+#[test]
+fn record_errors_and_odd_encodings_end_as_in_smartengine() {
+    use fluvio_smartmodule::dataplane::core::Encoder;
+    use fluvio_smartmodule::dataplane::smartmodule::{
+        SmartModuleKind, SmartModuleOutput, SmartModuleTransformRuntimeError,
+    };
+    use gridwatch_wasm_host::Record;
+
+    let successes = vec![Record::new("first"), Record::new_key_value("k", "second")];
+    let error = SmartModuleTransformRuntimeError {
+        hint: "third record is bad".into(),
+        offset: 102,
+        kind: SmartModuleKind::Map,
+        record_key: None,
+        record_value: "third".into(),
+    };
+    let mut with_error = Vec::new();
+    SmartModuleOutput::with_error(successes.clone(), Some(error.clone()))
+        .encode(&mut with_error, gridwatch_wasm_host::ABI_VERSION)
+        .expect("encode");
+    // The same records, but the first one's length written as a padded
+    // varint: valid for fluvio's decoder, not what its encoder writes.
+    let mut padded = Vec::new();
+    SmartModuleOutput::new(successes.clone())
+        .encode(&mut padded, gridwatch_wasm_host::ABI_VERSION)
+        .expect("encode");
+    padded[4] |= 0x80;
+    padded.insert(5, 0);
+
+    let input = vec![Record::new("x"), Record::new("y"), Record::new("z")];
+    for (first, count) in [(&with_error, 2), (&padded, 2)] {
+        let modules = [canned_module(first, count), abi_module(PASSTHROUGH, "")];
+        let theirs = smartengine_run(&modules, input.clone());
+
+        let mut builder = engine().chain();
+        for (i, text) in modules.iter().enumerate() {
+            builder.add_module(ModuleSpec::wasm(format!("m{i}"), text.as_bytes()));
+        }
+        let mut chain = builder.build().expect("chain");
+        let ours = chain.process(&input, 100, NOW).expect("runs");
+        assert_eq!(
+            ours.error().map(|(m, e)| (m.to_string(), e.clone())),
+            theirs.error.clone().map(|e| ("m0".to_string(), e))
+        );
+        let theirs_batch = Batch::from_records(&theirs.successes).expect("batch");
+        assert_eq!(ours.encoded(), theirs_batch.encoded());
+        assert_eq!(ours.len(), 2);
+        let values: Vec<&[u8]> = ours.iter().map(|r| r.value).collect();
+        assert_eq!(values, [b"first".as_slice(), b"second"]);
+    }
+}
