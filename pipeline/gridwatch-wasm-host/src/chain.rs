@@ -375,6 +375,7 @@ impl Chain {
         self.check_usable()?;
         out.reset(base_offset, base_timestamp);
         let Some(last) = self.guests.len().checked_sub(1) else {
+            out.buf.clear();
             out.buf.extend_from_slice(batch.encoded());
             out.count = batch.len();
             return Ok(());
@@ -420,7 +421,6 @@ impl Chain {
         self.spare = output_buf;
         if result.is_err() {
             out.reset(base_offset, base_timestamp);
-            out.buf.extend_from_slice(&0u32.to_be_bytes());
         }
         result
     }

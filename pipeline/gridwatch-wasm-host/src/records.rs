@@ -221,8 +221,11 @@ impl Output {
         })
     }
 
+    /// Empties the output (keeping its buffer), leaving a valid encoding of
+    /// no records.
     pub(crate) fn reset(&mut self, base_offset: i64, base_timestamp: i64) {
         self.buf.clear();
+        self.buf.extend_from_slice(&0u32.to_be_bytes());
         self.count = 0;
         self.base_offset = base_offset;
         self.base_timestamp = base_timestamp;

@@ -280,6 +280,21 @@ fn a_trap_is_an_error() {
         "{err}"
     );
     assert!(!err.is_retryable());
+
+    // An output reused for a failed batch is left empty, not half-written.
+    let mut out = engine()
+        .chain()
+        .build()
+        .expect("empty chain")
+        .process_batch(&small_batch(), 0, NOW)
+        .expect("an empty chain passes records through");
+    assert_eq!(out.encoded(), small_batch().encoded());
+    let mut chain = wat_chain(PANIC, "").build().expect("chain");
+    chain
+        .process_batch_into(&small_batch(), 0, NOW, &mut out)
+        .expect_err("traps");
+    assert!(out.is_empty());
+    assert!(out.to_records().expect("valid encoding").is_empty());
     host_still_works();
 }
 
