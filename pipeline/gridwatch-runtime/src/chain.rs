@@ -1,11 +1,17 @@
 //! Running the validate → detect SmartModule chain over batches of records.
 //!
 //! [`Chain`] is what a processor needs from a chain: one output record per
-//! input record, in order, plus a way to warm state without output. The WASM
-//! implementation here is `fluvio-smartengine`, the engine Fluvio's SPU runs.
-//! That engine never frees the guest's output buffers, so [`SmartEngineChain`]
-//! rebuilds itself before it nears the store limit and re-warms from the
-//! records it has seen in the last window (kept in a bounded ring).
+//! input record, in order, plus a way to warm state without output.
+//!
+//! - [`WasmChain`], the default: the modules on our own wasmtime host
+//!   (`gridwatch-wasm-host`), which keeps Fluvio's SmartModule ABI but frees
+//!   what the guest hands over, so memory stays flat however long it runs,
+//!   and enforces memory and time limits.
+//! - [`SmartEngineChain`]: the same modules in `fluvio-smartengine`, the
+//!   engine Fluvio's SPU runs. That engine never frees the guest's output
+//!   buffers, so this chain rebuilds itself before it nears the store limit
+//!   and re-warms from the records of the last window (kept in a bounded
+//!   ring). It is kept as the reference the host is compared against.
 
 use std::collections::VecDeque;
 
@@ -48,6 +54,89 @@ pub trait Chain: Send {
     /// Feeds records through for their effect on state only (recovery warm-up).
     fn warm(&mut self, records: &[InRecord], now_ms: i64) -> Result<(), ChainError> {
         self.process(records, now_ms).map(|_| ())
+    }
+}
+
+/// The chain on Gridwatch's wasmtime host: flat memory, limits, reused buffers.
+pub struct WasmChain {
+    chain: gridwatch_wasm_host::Chain,
+    batch: gridwatch_wasm_host::Batch,
+    output: gridwatch_wasm_host::Output,
+}
+
+impl std::fmt::Debug for WasmChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmChain")
+            .field("memory", &self.chain.memory_size())
+            .finish()
+    }
+}
+
+impl WasmChain {
+    /// Builds and initialises the chain; modules compile once per engine.
+    pub fn new(
+        engine: &gridwatch_wasm_host::Engine,
+        modules: &[ModuleSpec],
+    ) -> Result<Self, ChainError> {
+        let mut builder = engine.chain();
+        for m in modules {
+            let mut spec = gridwatch_wasm_host::ModuleSpec::wasm(m.name.clone(), m.wasm.to_vec());
+            for (k, v) in &m.params {
+                spec = spec.param(k.clone(), v.clone());
+            }
+            builder = builder.module(spec);
+        }
+        let chain = builder.build().map_err(|e| ChainError::Init {
+            module: e.module().unwrap_or("chain").to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            chain,
+            batch: gridwatch_wasm_host::Batch::new(),
+            output: gridwatch_wasm_host::Output::default(),
+        })
+    }
+
+    /// Guest memory of the chain's modules, for the state-size metric.
+    pub fn memory_size(&self) -> usize {
+        self.chain.memory_size()
+    }
+}
+
+impl Chain for WasmChain {
+    fn process(&mut self, records: &[InRecord], now_ms: i64) -> Result<Vec<Bytes>, ChainError> {
+        let Some(first) = records.first() else {
+            return Ok(Vec::new());
+        };
+        let base = first.offset;
+        self.batch.clear();
+        for r in records {
+            self.batch
+                .push_record(r.key.as_deref(), &r.value, (r.offset - base) as i64, 0);
+        }
+        self.chain
+            .process_batch_into(&self.batch, base as i64, now_ms, &mut self.output)
+            .map_err(|e| ChainError::Process {
+                offset: base,
+                message: e.to_string(),
+            })?;
+        if let Some((module, err)) = self.output.error() {
+            return Err(ChainError::Process {
+                offset: base,
+                message: format!("{module}: {err:?}"),
+            });
+        }
+        if self.output.len() != records.len() {
+            return Err(ChainError::Cardinality {
+                want: records.len(),
+                got: self.output.len(),
+            });
+        }
+        Ok(self
+            .output
+            .iter()
+            .map(|r| Bytes::copy_from_slice(r.value))
+            .collect())
     }
 }
 

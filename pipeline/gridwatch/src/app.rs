@@ -12,7 +12,7 @@ use gridwatch_log::{LogOptions, TopicConfig};
 use gridwatch_registry::{EmbeddedRegistry, SchemaRegistry};
 use gridwatch_runtime::backend::TopicBackend;
 use gridwatch_runtime::backend::embedded::EmbeddedBackend;
-use gridwatch_runtime::chain::{ModuleSpec, SmartEngineChain};
+use gridwatch_runtime::chain::{ModuleSpec, WasmChain};
 use gridwatch_runtime::checkpoint::CheckpointStore;
 use gridwatch_runtime::ingest::{Ingest, IngestConfig};
 use gridwatch_runtime::metrics::Metrics;
@@ -169,10 +169,14 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         warm_window_ms,
         ..ProcessorConfig::default()
     };
+    let engine = gridwatch_wasm_host::Engine::new().context("starting the WASM engine")?;
     let mut warm_from = Vec::new();
     let mut processors = Vec::new();
     for p in 0..partitions {
-        let chain = SmartEngineChain::new(spec.clone(), warm_window_ms)?;
+        let chain = {
+            let (engine, spec) = (engine.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || WasmChain::new(&engine, &spec)).await??
+        };
         let checkpoint = store.load(&format!("processor-{p}"))?.unwrap_or_default();
         warm_from.push(checkpoint.warm_from);
         let processor = Processor::new(
