@@ -15,19 +15,12 @@ use fluvio_smartengine::{
 use fluvio_smartmodule::Record;
 use fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput;
 use gridwatch_contracts::codec::AvroRecord;
-use gridwatch_contracts::framing::{self, IdWidth};
-use gridwatch_contracts::schema;
 use gridwatch_detect::DetectState;
+use gridwatch_tests::inputs::{NOW, framed_inputs, schemas_param};
 use gridwatch_tests::{golden, modules};
 use gridwatch_validator::{ValidateConfig, validate_record};
 
-const SCHEMA_ID: u64 = 1;
-const NOW: i64 = 1_767_300_000_000;
 const RECYCLE_AFTER: u64 = 1_000_000;
-
-fn schemas_param() -> String {
-    serde_json::json!({ SCHEMA_ID.to_string(): schema::SENSOR_READING }).to_string()
-}
 
 fn chain(engine: &SmartEngine) -> SmartModuleChainInstance {
     let mut builder = SmartModuleChainBuilder::default();
@@ -42,20 +35,8 @@ fn chain(engine: &SmartEngine) -> SmartModuleChainInstance {
     builder.initialize(engine).expect("chain initialises")
 }
 
-fn inputs() -> Vec<Vec<u8>> {
-    golden::readings()
-        .iter()
-        .map(|r| {
-            let mut out = Vec::new();
-            framing::write_header(&mut out, SCHEMA_ID, IdWidth::ContentId4);
-            r.encode_into(&mut out).expect("avro");
-            out
-        })
-        .collect()
-}
-
 fn bench(c: &mut Criterion) {
-    let inputs = inputs();
+    let inputs = framed_inputs(&golden::readings());
     let engine = SmartEngine::new();
     let mut group = c.benchmark_group("validate_detect");
     group
@@ -102,8 +83,7 @@ fn bench(c: &mut Criterion) {
             });
         });
 
-        let params = schemas_param();
-        let get = |k: &str| (k == "schemas").then_some(params.as_str());
+        let get = gridwatch_tests::inputs::schemas_only;
         let validate = ValidateConfig::from_params(get).expect("params");
         group.bench_function(BenchmarkId::new("native", batch), |b| {
             let mut state = DetectState::from_params(get).expect("state");

@@ -2,8 +2,10 @@
 //!
 //! - [`modules`]: the built `.wasm` SmartModules, rebuilt on demand.
 //! - [`golden`]: the golden readings and their expected anomalies.
+//! - [`inputs`]: readings encoded as producers encode them, and the modules' params.
 //! - [`process`]: the real `gridwatch` binary, started and killed.
 
 pub mod golden;
+pub mod inputs;
 pub mod modules;
 pub mod process;

@@ -7,29 +7,12 @@ use fluvio_smartengine::{
 };
 use fluvio_smartmodule::Record;
 use fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput;
+use gridwatch_contracts::ChainRecord;
 use gridwatch_contracts::codec::AvroRecord;
-use gridwatch_contracts::framing::{self, IdWidth};
-use gridwatch_contracts::{ChainRecord, SensorReading, schema};
 use gridwatch_detect::DetectState;
+use gridwatch_tests::inputs::{GARBAGE, NOW, mixed_inputs, schemas_only, schemas_param};
 use gridwatch_tests::{golden, modules};
 use gridwatch_validator::{ValidateConfig, validate_record};
-
-/// The registry id the tests pretend SensorReading v1 has.
-const SCHEMA_ID: u64 = 41;
-/// Base timestamp of every batch: the validate module's "now".
-const NOW: i64 = 1_767_300_000_000;
-
-fn schemas_param() -> &'static str {
-    static PARAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PARAM.get_or_init(|| {
-        serde_json::json!({ SCHEMA_ID.to_string(): schema::SENSOR_READING }).to_string()
-    })
-}
-
-/// Params as the chain gets them: the schemas, nothing else.
-fn schemas_only(key: &str) -> Option<&'static str> {
-    (key == "schemas").then(schemas_param)
-}
 
 fn chain_with(
     detect_params: &[(&str, &str)],
@@ -59,31 +42,6 @@ fn chain_with(
         modules::module("gridwatch_detect"),
     );
     builder.initialize(&engine).map_err(|e| format!("{e:#}"))
-}
-
-/// Encodes readings the way producers do: framed Avro, with every fifth as
-/// JSON and every 97th garbage, so both decoders and the DLQ path run.
-fn encode_inputs(readings: &[SensorReading]) -> Vec<Vec<u8>> {
-    readings
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if i % 97 == 13 {
-                return b"\x00\x00\x00\x00\x29\xff\xff".to_vec();
-            }
-            if i % 5 == 0 {
-                return serde_json::to_vec(&serde_json::json!({
-                    "meter_id": r.meter_id, "timestamp": r.timestamp, "voltage": r.voltage,
-                    "current": r.current, "temperature": r.temperature, "status": r.status.as_str(),
-                }))
-                .expect("json");
-            }
-            let mut out = Vec::new();
-            framing::write_header(&mut out, SCHEMA_ID, IdWidth::ContentId4);
-            r.encode_into(&mut out).expect("avro");
-            out
-        })
-        .collect()
 }
 
 /// Runs inputs through the WASM chain in batches; offsets start at 0.
@@ -164,7 +122,7 @@ fn anomalies_of(outputs: &[(i64, ChainRecord)]) -> golden::Expected {
 #[test]
 fn wasm_chain_equals_native_on_the_golden_data_ids_and_evidence_included() {
     let readings = golden::readings();
-    let inputs = encode_inputs(&readings);
+    let inputs = mixed_inputs(&readings);
     let mut chain = chain_with(&[], None).expect("chain initialises");
     let mut wasm = run_wasm(&mut chain, &inputs, 1000);
     let mut state = DetectState::from_params(schemas_only).expect("state");
@@ -187,17 +145,17 @@ fn wasm_chain_equals_native_on_the_golden_data_ids_and_evidence_included() {
         .count();
     assert_eq!(
         dead,
-        inputs.iter().filter(|b| b.ends_with(b"\xff\xff")).count()
+        inputs.iter().filter(|b| b.as_slice() == GARBAGE).count()
     );
 
     // The garbage records took the place of real readings, so score the
     // complete golden set through WASM as well and hold it to the reference.
-    let clean: Vec<Vec<u8>> = encode_inputs(&readings)
+    let clean: Vec<Vec<u8>> = mixed_inputs(&readings)
         .into_iter()
         .zip(&readings)
         .map(|(b, r)| {
-            if b.ends_with(b"\xff\xff") {
-                serde_json::to_vec(r).expect("json")
+            if b == GARBAGE {
+                gridwatch_tests::inputs::json(r)
             } else {
                 b
             }
@@ -222,10 +180,7 @@ fn params_reach_the_detector_and_bad_ones_fail_init_with_the_key() {
 
     // A stricter threshold finds fewer anomalies than the default.
     let readings = golden::readings();
-    let inputs: Vec<Vec<u8>> = readings
-        .iter()
-        .map(|r| serde_json::to_vec(r).expect("json"))
-        .collect();
+    let inputs: Vec<Vec<u8>> = readings.iter().map(gridwatch_tests::inputs::json).collect();
     let count = |params: &[(&str, &str)]| {
         let mut chain = chain_with(params, None).expect("chain");
         anomalies_of(&run_wasm(&mut chain, &inputs, 5000)).len()
@@ -236,7 +191,7 @@ fn params_reach_the_detector_and_bad_ones_fail_init_with_the_key() {
 #[test]
 fn look_back_warms_windows_like_uninterrupted_processing() {
     let readings = golden::readings();
-    let inputs = encode_inputs(&readings[..12_000]);
+    let inputs = mixed_inputs(&readings[..12_000]);
     // Reference: one chain sees everything.
     let mut chain = chain_with(&[], None).expect("chain");
     let full = run_wasm(&mut chain, &inputs, 1000);

@@ -15,20 +15,12 @@ use fluvio_smartengine::{
 };
 use fluvio_smartmodule::Record;
 use fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput;
-use gridwatch_contracts::codec::AvroRecord;
-use gridwatch_contracts::framing::{self, IdWidth};
-use gridwatch_contracts::schema;
+use gridwatch_tests::inputs::{NOW, framed_inputs, schemas_param};
 use gridwatch_tests::{golden, modules};
 use gridwatch_wasm_host::{Batch, Chain, Engine, ModuleSpec, Output};
 
-const SCHEMA_ID: u64 = 1;
-const NOW: i64 = 1_767_300_000_000;
 const RECYCLE_AFTER: u64 = 1_000_000;
 const MODULES: [&str; 2] = ["gridwatch_validate", "gridwatch_detect"];
-
-fn schemas_param() -> String {
-    serde_json::json!({ SCHEMA_ID.to_string(): schema::SENSOR_READING }).to_string()
-}
 
 fn smartengine_chain(engine: &SmartEngine, wasm: &[Vec<u8>]) -> SmartModuleChainInstance {
     let mut builder = SmartModuleChainBuilder::default();
@@ -53,20 +45,8 @@ fn host_chain(engine: &Engine, wasm: &[Vec<u8>]) -> Chain {
     builder.build().expect("chain initialises")
 }
 
-fn inputs() -> Vec<Vec<u8>> {
-    golden::readings()
-        .iter()
-        .map(|r| {
-            let mut out = Vec::new();
-            framing::write_header(&mut out, SCHEMA_ID, IdWidth::ContentId4);
-            r.encode_into(&mut out).expect("avro");
-            out
-        })
-        .collect()
-}
-
 fn bench(c: &mut Criterion) {
-    let inputs = inputs();
+    let inputs = framed_inputs(&golden::readings());
     let wasm: Vec<Vec<u8>> = MODULES.iter().map(|m| modules::module(m)).collect();
     let smartengine = SmartEngine::new();
     let host = Engine::new().expect("engine");

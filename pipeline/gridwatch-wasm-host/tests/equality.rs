@@ -7,7 +7,7 @@ mod common;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use common::{NOW, comparable, detect_wasm, encode_inputs, gridwatch_chain, schemas_param};
+use common::{comparable, detect_wasm, gridwatch_chain};
 use fluvio_smartengine::{
     DEFAULT_SMARTENGINE_VERSION, SmartEngine, SmartModuleChainBuilder, SmartModuleChainInstance,
     SmartModuleConfig,
@@ -15,6 +15,7 @@ use fluvio_smartengine::{
 use fluvio_smartmodule::dataplane::smartmodule::SmartModuleInput;
 use gridwatch_contracts::ChainRecord;
 use gridwatch_tests::golden;
+use gridwatch_tests::inputs::{NOW, mixed_inputs as encode_inputs, schemas_param};
 use gridwatch_wasm_host::{Batch, Chain, HostError, Lookback, Record};
 
 fn smartengine_chain(lookback: Option<u64>) -> SmartModuleChainInstance {

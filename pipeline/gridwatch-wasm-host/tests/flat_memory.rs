@@ -16,9 +16,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{framed_avro, gridwatch_chain, rss_bytes};
+use common::{gridwatch_chain, rss_bytes};
 use gridwatch_contracts::codec::AvroRecord;
 use gridwatch_contracts::{ChainRecord, MeterStatus, SensorReading};
+use gridwatch_tests::inputs::framed_avro;
 use gridwatch_wasm_host::{Batch, Output};
 
 const METERS: usize = 50;

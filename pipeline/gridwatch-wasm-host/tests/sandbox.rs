@@ -6,8 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{NOW, encode_inputs, framed_avro, gridwatch_chain};
+use common::gridwatch_chain;
 use gridwatch_tests::golden;
+use gridwatch_tests::inputs::{NOW, framed_avro, mixed_inputs as encode_inputs};
 use gridwatch_wasm_host::{
     Batch, Chain, ChainBuilder, Engine, HostError, ModuleSpec, TransformKind,
 };
@@ -372,7 +373,7 @@ fn rebuilding_a_chain_reuses_the_compiled_modules() {
     let engine = Engine::new().expect("engine");
     let builder = engine.chain().module(
         ModuleSpec::wasm("validate", common::validate_wasm())
-            .param("schemas", common::schemas_param()),
+            .param("schemas", gridwatch_tests::inputs::schemas_param()),
     );
     let started = Instant::now();
     let mut chain = builder.build().expect("chain");
@@ -399,7 +400,10 @@ fn rebuilding_a_chain_reuses_the_compiled_modules() {
         .expect("cached");
     engine
         .chain()
-        .module(ModuleSpec::compiled("validate", module).param("schemas", common::schemas_param()))
+        .module(
+            ModuleSpec::compiled("validate", module)
+                .param("schemas", gridwatch_tests::inputs::schemas_param()),
+        )
         .build()
         .expect("precompiled chain");
 }

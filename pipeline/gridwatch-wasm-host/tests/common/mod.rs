@@ -5,23 +5,11 @@
 
 use std::sync::OnceLock;
 
+use gridwatch_contracts::ChainRecord;
 use gridwatch_contracts::codec::AvroRecord;
-use gridwatch_contracts::framing::{self, IdWidth};
-use gridwatch_contracts::{ChainRecord, SensorReading, schema};
+use gridwatch_tests::inputs::schemas_param;
 use gridwatch_tests::modules;
 use gridwatch_wasm_host::{ChainBuilder, Engine, ModuleSpec};
-
-/// The registry id the tests pretend SensorReading v1 has.
-pub const SCHEMA_ID: u64 = 41;
-/// Base timestamp of every batch: the validate module's "now".
-pub const NOW: i64 = 1_767_300_000_000;
-
-pub fn schemas_param() -> &'static str {
-    static PARAM: OnceLock<String> = OnceLock::new();
-    PARAM.get_or_init(|| {
-        serde_json::json!({ SCHEMA_ID.to_string(): schema::SENSOR_READING }).to_string()
-    })
-}
 
 pub fn validate_wasm() -> &'static [u8] {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();
@@ -49,36 +37,6 @@ pub fn gridwatch_chain(detect_params: &[(&str, &str)]) -> ChainBuilder {
         .chain()
         .module(ModuleSpec::wasm("validate", validate_wasm()).param("schemas", schemas_param()))
         .module(detect)
-}
-
-/// Apicurio-framed Avro, as producers write readings to the topic.
-pub fn framed_avro(reading: &SensorReading) -> Vec<u8> {
-    let mut out = Vec::new();
-    framing::write_header(&mut out, SCHEMA_ID, IdWidth::ContentId4);
-    reading.encode_into(&mut out).expect("avro");
-    out
-}
-
-/// Encodes readings the way producers do: framed Avro, with every fifth as
-/// JSON and every 97th garbage, so both decoders and the DLQ path run.
-pub fn encode_inputs(readings: &[SensorReading]) -> Vec<Vec<u8>> {
-    readings
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if i % 97 == 13 {
-                return b"\x00\x00\x00\x00\x29\xff\xff".to_vec();
-            }
-            if i % 5 == 0 {
-                return serde_json::to_vec(&serde_json::json!({
-                    "meter_id": r.meter_id, "timestamp": r.timestamp, "voltage": r.voltage,
-                    "current": r.current, "temperature": r.temperature, "status": r.status.as_str(),
-                }))
-                .expect("json");
-            }
-            framed_avro(r)
-        })
-        .collect()
 }
 
 /// The chain record with the wall-clock field zeroed, re-encoded: what must
