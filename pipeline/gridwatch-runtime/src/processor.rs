@@ -114,16 +114,35 @@ impl AlreadyWritten {
     }
 }
 
+/// What every processor of a pipeline shares; cloned per partition.
+#[derive(Debug)]
+pub struct ProcessorContext<B> {
+    pub backend: Arc<B>,
+    pub topics: Topics,
+    pub ids: SchemaIds,
+    pub config: ProcessorConfig,
+    pub store: CheckpointStore,
+    pub metrics: Metrics,
+}
+
+impl<B> Clone for ProcessorContext<B> {
+    fn clone(&self) -> Self {
+        Self {
+            backend: Arc::clone(&self.backend),
+            topics: self.topics.clone(),
+            ids: self.ids,
+            config: self.config.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
 /// One input partition's processor.
 pub struct Processor<B, C> {
-    backend: Arc<B>,
+    ctx: ProcessorContext<B>,
     chain: C,
-    topics: Topics,
-    ids: SchemaIds,
     partition: u32,
-    config: ProcessorConfig,
-    store: CheckpointStore,
-    metrics: Metrics,
     progress: Arc<Progress>,
 }
 
@@ -136,27 +155,16 @@ impl<B, C> std::fmt::Debug for Processor<B, C> {
 }
 
 impl<B: TopicBackend, C: Chain> Processor<B, C> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        backend: Arc<B>,
-        chain: C,
-        topics: Topics,
-        ids: SchemaIds,
+        ctx: ProcessorContext<B>,
         partition: u32,
-        config: ProcessorConfig,
-        store: CheckpointStore,
-        metrics: Metrics,
+        chain: C,
         progress: Arc<Progress>,
     ) -> Self {
         Self {
-            backend,
+            ctx,
             chain,
-            topics,
-            ids,
             partition,
-            config,
-            store,
-            metrics,
             progress,
         }
     }
@@ -195,7 +203,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 break;
             }
             let fetched = tokio::select! {
-                r = self.backend.fetch(&self.topics.readings, p, position, self.config.batch_max, self.config.fetch_wait) => r?,
+                r = self.ctx.backend.fetch(&self.ctx.topics.readings, p, position, self.ctx.config.batch_max, self.ctx.config.fetch_wait) => r?,
                 _ = shutdown.changed() => Vec::new(),
             };
             if let Some(first) = fetched.first() {
@@ -208,19 +216,20 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 self.progress.advanced.notify_waiters();
                 since_checkpoint += fetched.len() as u64;
                 batches.push_back((first.offset, first.timestamp_ms));
-                let cutoff = newest.saturating_sub(self.config.warm_window_ms);
+                let cutoff = newest.saturating_sub(self.ctx.config.warm_window_ms);
                 while batches.len() > 1 && batches[1].1 <= cutoff {
                     batches.pop_front();
                 }
             }
             let hw = self
+                .ctx
                 .backend
-                .high_watermark(&self.topics.readings, p)
+                .high_watermark(&self.ctx.topics.readings, p)
                 .await?;
-            self.metrics.set_lag(p, hw.saturating_sub(position));
-            if since_checkpoint >= self.config.checkpoint_events
+            self.ctx.metrics.set_lag(p, hw.saturating_sub(position));
+            if since_checkpoint >= self.ctx.config.checkpoint_events
                 || (since_checkpoint > 0
-                    && last_checkpoint.elapsed() >= self.config.checkpoint_interval)
+                    && last_checkpoint.elapsed() >= self.ctx.config.checkpoint_interval)
             {
                 let warm_from = batches.front().map_or(position, |b| b.0);
                 self.checkpoint(position, warm_from).await?;
@@ -241,8 +250,12 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     async fn checkpoint(&self, input_offset: u64, warm_from: u64) -> Result<(), ProcessorError> {
         let started = Instant::now();
         let mut outputs = std::collections::BTreeMap::new();
-        for topic in self.topics.outputs() {
-            let hw = self.backend.high_watermark(topic, self.partition).await?;
+        for topic in self.ctx.topics.outputs() {
+            let hw = self
+                .ctx
+                .backend
+                .high_watermark(topic, self.partition)
+                .await?;
             outputs.insert(Self::output_key(topic, self.partition), hw);
         }
         let taken_at_ms = now_ms();
@@ -252,12 +265,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             outputs,
             taken_at_ms,
         };
-        let store = self.store.clone();
+        let store = self.ctx.store.clone();
         let name = self.name();
         tokio::task::spawn_blocking(move || store.save(&name, &checkpoint))
             .await
             .map_err(|e| BackendError::Task(e.to_string()))??;
-        self.metrics
+        self.ctx
+            .metrics
             .checkpoint_taken(self.partition, started.elapsed(), taken_at_ms);
         Ok(())
     }
@@ -266,22 +280,27 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     /// replays the window before it into the chain.
     async fn recover(&mut self) -> Result<(Checkpoint, AlreadyWritten), ProcessorError> {
         let p = self.partition;
-        let start = self.backend.log_start(&self.topics.readings, p).await?;
-        let mut checkpoint = self.store.load(&self.name())?.unwrap_or_default();
+        let start = self
+            .ctx
+            .backend
+            .log_start(&self.ctx.topics.readings, p)
+            .await?;
+        let mut checkpoint = self.ctx.store.load(&self.name())?.unwrap_or_default();
         checkpoint.input_offset = checkpoint.input_offset.max(start);
         checkpoint.warm_from = checkpoint.warm_from.clamp(start, checkpoint.input_offset);
 
         let mut already = AlreadyWritten::default();
-        for topic in self.topics.outputs() {
+        for topic in self.ctx.topics.outputs() {
             let from = checkpoint
                 .outputs
                 .get(&Self::output_key(topic, p))
                 .copied()
                 .unwrap_or(0);
-            let hw = self.backend.high_watermark(topic, p).await?;
-            let mut at = from.max(self.backend.log_start(topic, p).await?);
+            let hw = self.ctx.backend.high_watermark(topic, p).await?;
+            let mut at = from.max(self.ctx.backend.log_start(topic, p).await?);
             while at < hw {
                 let records = self
+                    .ctx
                     .backend
                     .fetch(topic, p, at, 10_000, Duration::ZERO)
                     .await?;
@@ -302,8 +321,9 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         while at < checkpoint.input_offset {
             let max = (checkpoint.input_offset - at).min(10_000) as usize;
             let records = self
+                .ctx
                 .backend
-                .fetch(&self.topics.readings, p, at, max, Duration::ZERO)
+                .fetch(&self.ctx.topics.readings, p, at, max, Duration::ZERO)
                 .await?;
             let Some(last) = records.last() else { break };
             at = last.offset + 1;
@@ -324,18 +344,18 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         let Ok(framed) = framing::parse(value, IdWidth::ContentId4) else {
             return;
         };
-        if topic == self.topics.scored {
+        if topic == self.ctx.topics.scored {
             if let Ok(s) = ScoredReading::from_avro(framed.datum) {
                 already.scored.insert(s.source_offset as u64);
                 already.note(s.source_offset as u64);
             }
-        } else if topic == self.topics.anomalies {
+        } else if topic == self.ctx.topics.anomalies {
             if let Ok(a) = AnomalyEvent::from_avro(framed.datum) {
                 already.anomalies.insert(a.anomaly_id);
             }
-        } else if topic == self.topics.dead_letter
+        } else if topic == self.ctx.topics.dead_letter
             && let Ok(d) = DeadLetter::from_avro(framed.datum)
-            && d.source_topic.as_deref() == Some(self.topics.readings.as_str())
+            && d.source_topic.as_deref() == Some(self.ctx.topics.readings.as_str())
             && let Some(o) = d.source_offset
         {
             already.dead_letters.insert(o as u64);
@@ -369,31 +389,37 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                         if repeat && already.anomalies.contains(&a.anomaly_id) {
                             continue;
                         }
-                        self.metrics
+                        self.ctx
+                            .metrics
                             .anomaly(a.severity.as_str(), a.anomaly_type.as_str());
-                        anomalies.push(out(key.clone(), self.ids.anomaly, a, input.timestamp_ms));
+                        anomalies.push(out(
+                            key.clone(),
+                            self.ctx.ids.anomaly,
+                            a,
+                            input.timestamp_ms,
+                        ));
                     }
                     if !(repeat && already.scored.contains(&input.offset)) {
-                        scored.push(out(key, self.ids.scored, &s, input.timestamp_ms));
+                        scored.push(out(key, self.ctx.ids.scored, &s, input.timestamp_ms));
                     }
                 }
                 ChainRecord::DeadLetter(mut d) => {
-                    d.source_topic = Some(self.topics.readings.clone());
+                    d.source_topic = Some(self.ctx.topics.readings.clone());
                     d.source_partition = Some(p as i32);
                     d.source_offset = Some(input.offset as i64);
                     if repeat && already.dead_letters.contains(&input.offset) {
                         continue;
                     }
                     tracing::warn!(
-                        stage = %d.stage, reason = %d.reason, topic = %self.topics.readings,
+                        stage = %d.stage, reason = %d.reason, topic = %self.ctx.topics.readings,
                         partition = p, offset = input.offset, bytes = d.original.len(),
                         message = %d.message,
                         "Event dead-lettered."
                     );
-                    self.metrics.dead_letter(&d.stage, &d.reason);
+                    self.ctx.metrics.dead_letter(&d.stage, &d.reason);
                     dead.push(out(
                         input.key.clone(),
-                        self.ids.dead_letter,
+                        self.ctx.ids.dead_letter,
                         &d,
                         input.timestamp_ms,
                     ));
@@ -414,21 +440,23 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             *already = AlreadyWritten::default();
         }
         let (a, b, c) = tokio::join!(
-            self.backend.append(&self.topics.scored, p, scored),
-            self.backend.append(&self.topics.anomalies, p, anomalies),
-            self.backend.append(&self.topics.dead_letter, p, dead),
+            self.ctx.backend.append(&self.ctx.topics.scored, p, scored),
+            self.ctx
+                .backend
+                .append(&self.ctx.topics.anomalies, p, anomalies),
+            self.ctx
+                .backend
+                .append(&self.ctx.topics.dead_letter, p, dead),
         );
         a?;
         b?;
         c?;
-        let done = Instant::now();
         let wall = now_ms();
         for r in records {
             let ms = (wall - r.timestamp_ms).max(0) as u64;
-            self.metrics.latency(Duration::from_millis(ms));
+            self.ctx.metrics.latency(Duration::from_millis(ms));
         }
-        let _ = done;
-        self.metrics.processed(records.len() as u64);
+        self.ctx.metrics.processed(records.len() as u64);
         Ok(())
     }
 }

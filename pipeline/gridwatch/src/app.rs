@@ -16,7 +16,7 @@ use gridwatch_runtime::chain::{ModuleSpec, WasmChain};
 use gridwatch_runtime::checkpoint::CheckpointStore;
 use gridwatch_runtime::ingest::{Ingest, IngestConfig};
 use gridwatch_runtime::metrics::Metrics;
-use gridwatch_runtime::processor::{Processor, ProcessorConfig, Progress};
+use gridwatch_runtime::processor::{Processor, ProcessorConfig, ProcessorContext, Progress};
 use gridwatch_runtime::topics::{SchemaIds, Topics};
 use tokio::sync::watch;
 
@@ -169,6 +169,14 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         warm_window_ms,
         ..ProcessorConfig::default()
     };
+    let context = ProcessorContext {
+        backend: backend.clone(),
+        topics: topics.clone(),
+        ids,
+        config: processor_config,
+        store: store.clone(),
+        metrics: metrics.clone(),
+    };
     let engine = gridwatch_wasm_host::Engine::new().context("starting the WASM engine")?;
     let mut warm_from = Vec::new();
     let mut processors = Vec::new();
@@ -179,17 +187,7 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         };
         let checkpoint = store.load(&format!("processor-{p}"))?.unwrap_or_default();
         warm_from.push(checkpoint.warm_from);
-        let processor = Processor::new(
-            backend.clone(),
-            chain,
-            topics.clone(),
-            ids,
-            p,
-            processor_config.clone(),
-            store.clone(),
-            metrics.clone(),
-            progress[p as usize].clone(),
-        );
+        let processor = Processor::new(context.clone(), p, chain, progress[p as usize].clone());
         processors.push(tokio::spawn(processor.run(shutdown_rx.clone())));
     }
 
