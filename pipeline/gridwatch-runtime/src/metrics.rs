@@ -229,10 +229,14 @@ impl Metrics {
         }
     }
 
-    /// Records one reading's ingest→detect latency.
-    pub fn latency(&self, d: Duration) {
-        self.inner.latency.record(d.as_secs_f64(), &[]);
-        if let Ok(mut h) = self.inner.latency_us.lock() {
+    /// Records one batch's ingest→detect latencies, taking the percentile
+    /// lock once per batch rather than once per reading.
+    pub fn latencies(&self, each: impl Iterator<Item = Duration>) {
+        let Ok(mut h) = self.inner.latency_us.lock() else {
+            return;
+        };
+        for d in each {
+            self.inner.latency.record(d.as_secs_f64(), &[]);
             let _ = h.record(d.as_micros().clamp(1, 60_000_000) as u64);
         }
     }

@@ -452,10 +452,11 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         b?;
         c?;
         let wall = now_ms();
-        for r in records {
-            let ms = (wall - r.timestamp_ms).max(0) as u64;
-            self.ctx.metrics.latency(Duration::from_millis(ms));
-        }
+        self.ctx.metrics.latencies(
+            records
+                .iter()
+                .map(|r| Duration::from_millis((wall - r.timestamp_ms).max(0) as u64)),
+        );
         self.ctx.metrics.processed(records.len() as u64);
         Ok(())
     }
