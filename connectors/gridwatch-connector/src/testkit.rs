@@ -44,9 +44,12 @@ pub struct ComplianceReport {
 
 /// The harness. Records are framed Avro [`AnomalyEvent`]s unless
 /// [`Compliance::with_records`] supplies another factory.
+/// Makes the record at (topic, partition, offset).
+type RecordFactory = Box<dyn Fn(&str, u32, u64) -> SinkRecord + Send + Sync>;
+
 pub struct Compliance {
     topic: String,
-    factory: Box<dyn Fn(&str, u32, u64) -> SinkRecord + Send + Sync>,
+    factory: RecordFactory,
     policy: RetryPolicy,
 }
 
@@ -289,7 +292,7 @@ pub fn sample_anomaly(partition: u32, offset: u64) -> AnomalyEvent {
             anomaly_type,
         ),
         anomaly_type,
-        severity: if offset % 5 == 0 {
+        severity: if offset.is_multiple_of(5) {
             Severity::Critical
         } else {
             Severity::Warning
