@@ -180,7 +180,8 @@ def main() -> int:
 
     def context_files(src: str) -> list[str]:
         """Tracked, non-ignored files a context source names (glob or path)."""
-        src = os.path.normpath(src).lstrip("./") if src not in (".", "./") else ""
+        src = os.path.normpath(src)
+        src = "" if src == "." else src.removeprefix("/")
         out = []
         for f in tracked:
             if not src or f == src or f.startswith(src + "/") or fnmatch.fnmatchcase(f, src):
@@ -246,7 +247,8 @@ def main() -> int:
                 # Scripts run from the context must have been copied first.
                 for word in shlex.split(text.replace("&&", " ")):
                     if re.fullmatch(r"(\./)?scripts/[\w.-]+", word):
-                        if not any(word.lstrip("./") == c or word.lstrip("./").startswith(c + "/") for c in copied):
+                        rel = os.path.normpath(word)
+                        if not any(rel == c or rel.startswith(c + "/") for c in copied):
                             problems.append(f"Dockerfile:{ins.line}: RUN calls {word} before it is copied")
         copied_dirs[stage.index] = copied
         produced[stage.index] = paths
