@@ -212,7 +212,11 @@ impl Prometheus {
     /// The value of an instant query's first sample.
     fn query(&self, promql: &str) -> Option<f64> {
         let body: serde_json::Value = reqwest::blocking::Client::new()
-            .get(format!("{}/api/v1/query?query={}", self.url, encode(promql)))
+            .get(format!(
+                "{}/api/v1/query?query={}",
+                self.url,
+                encode(promql)
+            ))
             .send()
             .ok()?
             .json()
