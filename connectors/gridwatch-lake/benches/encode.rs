@@ -85,7 +85,9 @@ fn sinks(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut sink = LakeSink::new(&LakeConfig::local(dir.path())).unwrap();
     let mut next = 0;
-    group.bench_function("local", |b| b.iter(|| sink_round(&rt, &mut sink, &mut next)));
+    group.bench_function("local", |b| {
+        b.iter(|| sink_round(&rt, &mut sink, &mut next))
+    });
 
     let server = rt.block_on(async {
         let installed = std::panic::AssertUnwindSafe(common::S3Server::start());
@@ -95,7 +97,9 @@ fn sinks(c: &mut Criterion) {
         Some(server) => {
             let mut sink = LakeSink::new(&server.config("bench")).unwrap();
             let mut next = 0;
-            group.bench_function("s3s-fs", |b| b.iter(|| sink_round(&rt, &mut sink, &mut next)));
+            group.bench_function("s3s-fs", |b| {
+                b.iter(|| sink_round(&rt, &mut sink, &mut next))
+            });
         }
         None => eprintln!("sink/s3s-fs skipped: s3s-fs is not installed (scripts/setup-test-env)"),
     }
