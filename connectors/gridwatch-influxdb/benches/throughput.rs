@@ -1,6 +1,7 @@
 //! Sink throughput into a real `influxd` (1.x) started on loopback: events/s
 //! from framed Avro records to points acknowledged by the server, through
-//! the same `deliver` loop the runtime uses, gzip on and off.
+//! the same `deliver` loop the runtime uses, gzip on and off; then the v2
+//! API into VictoriaMetrics.
 //!
 //! ```sh
 //! cargo bench -p gridwatch-influxdb --bench throughput            # 200,000 events per run
@@ -16,7 +17,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{Influxd, InfluxdOptions};
+use common::{Influxd, InfluxdOptions, VictoriaMetrics};
 use gridwatch_connector::testkit::anomaly_record;
 use gridwatch_connector::{RetryPolicy, deliver};
 use gridwatch_influxdb::{InfluxDbConfig, InfluxDbSink};
@@ -81,4 +82,37 @@ async fn run(events: u64) {
             written as f64 / elapsed
         );
     }
+    drop(server);
+
+    // The v2 path, into VictoriaMetrics (which stores each numeric field
+    // as its own series).
+    let Some(vm) = VictoriaMetrics::start().await else {
+        return;
+    };
+    let config = InfluxDbConfig::v2(vm.url(""), "gridwatch", "anomalies", "token");
+    let mut sink = InfluxDbSink::new(&config).expect("a sink");
+    let policy = RetryPolicy::default();
+    let started = Instant::now();
+    let mut written = 0;
+    for chunk in records.chunks(batch as usize) {
+        let out = deliver(&mut sink, chunk, &policy).await;
+        assert!(
+            out.dead_letters.is_empty(),
+            "{:?}",
+            out.dead_letters.first()
+        );
+        written += out.written;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored: usize = vm
+        .export("{__name__=\"anomalies_source_offset\"}")
+        .await
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(stored as u64, events, "every event stored");
+    println!(
+        "  v2 gzip into victoria-metrics: {written} events in {elapsed:.2} s = {:.0} events/s (all {stored} read back)",
+        written as f64 / elapsed
+    );
 }
