@@ -37,7 +37,7 @@ use crate::processor::{
 use crate::sink::{DeadLetterTopic, SinkRunner, SinkRunnerConfig, SinkRunnerError};
 
 /// A chain of any kind, so one pipeline type covers WASM and native chains.
-pub type BoxChain = Box<dyn Chain>;
+pub type BoxChain = Box<dyn Chain + Sync>;
 
 impl Chain for BoxChain {
     fn process(
@@ -53,7 +53,7 @@ impl Chain for BoxChain {
 }
 
 /// Boxes a chain for [`PipelineBuilder::chain`].
-pub fn boxed<C: Chain + 'static>(chain: C) -> BoxChain {
+pub fn boxed<C: Chain + Sync + 'static>(chain: C) -> BoxChain {
     Box::new(chain)
 }
 

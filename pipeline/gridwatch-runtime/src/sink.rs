@@ -140,13 +140,8 @@ impl<B: TopicBackend, S: Sink> SinkRunner<B, S> {
                 Err(e) => {
                     self.metrics.stage_error(&self.stage(), e.is_transient());
                     tracing::warn!(sink = self.sink.name(), topic = %self.topic, partition = p, error = %e, "Sink recovery failed; retrying.");
-                    if self
-                        .pause(
-                            &mut shutdown,
-                            self.config.retry.max_backoff.min(Duration::from_secs(5)),
-                        )
-                        .await
-                    {
+                    let wait = self.config.retry.max_backoff.min(Duration::from_secs(5));
+                    if pause(&mut shutdown, wait).await {
                         return Ok(());
                     }
                 }
@@ -248,7 +243,7 @@ impl<B: TopicBackend, S: Sink> SinkRunner<B, S> {
             }
             if is_dlq_input {
                 tracing::error!(sink = %stage, records = delivered.dead_letters.len(), "Sink cannot take dead letters; retrying, since they cannot go to the DLQ they came from.");
-                if self.pause(shutdown, self.config.retry.max_backoff).await {
+                if pause(shutdown, self.config.retry.max_backoff).await {
                     return Ok(false);
                 }
                 continue;
@@ -296,7 +291,7 @@ impl<B: TopicBackend, S: Sink> SinkRunner<B, S> {
                     if matches!(e, SinkError::Permanent(_)) {
                         tracing::error!(sink = %stage, "A flush failed permanently; check the sink's configuration. Records stay in the topic.");
                     }
-                    if *shutdown.borrow() || self.pause(shutdown, delay).await {
+                    if *shutdown.borrow() || pause(shutdown, delay).await {
                         return Ok(false);
                     }
                 }
@@ -316,16 +311,16 @@ impl<B: TopicBackend, S: Sink> SinkRunner<B, S> {
         tracing::debug!(sink = self.sink.name(), topic = %self.topic, partition = self.partition, position, took_ms = started.elapsed().as_millis() as u64, "Sink committed.");
         Ok(true)
     }
+}
 
-    /// Sleeps for `d`; true if shutdown came first.
-    async fn pause(&self, shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
-        if *shutdown.borrow() {
-            return true;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(d) => false,
-            _ = shutdown.changed() => true,
-        }
+/// Sleeps for `d`; true if shutdown came first.
+async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
     }
 }
 

@@ -22,6 +22,37 @@ pub enum Command {
     /// Inspect and manage topics.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// List and hot-swap the SmartModules of a running instance.
+    #[command(subcommand)]
+    Modules(ModulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModulesCommand {
+    /// Show each module's name, version, hash and kind.
+    List(AdminTarget),
+    /// Replace a module in a running instance without stopping ingestion.
+    Swap {
+        /// Module to replace: `detect` or `validate`.
+        name: String,
+        /// The new `.wasm` file.
+        file: PathBuf,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+/// A running instance's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTarget {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// URL of the running instance (default: the configured `http.listen`).
+    #[arg(long, env = "GRIDWATCH_URL")]
+    pub url: Option<String>,
+    /// Admin token (default: `admin.token` / `admin.token_file` of the config).
+    #[arg(long, env = "GRIDWATCH_ADMIN__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags shared by commands that read the configuration.
@@ -150,5 +181,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::app::run(config).await
         }
         Command::Topic(cmd) => crate::topic::dispatch(cmd).await,
+        Command::Modules(cmd) => crate::admin::modules(cmd).await,
     }
 }

@@ -15,6 +15,7 @@ use figment::providers::{Format, Yaml};
 use gridwatch_contracts::ConfigError;
 use gridwatch_detector::DetectorConfig;
 use gridwatch_registry::RegistryConfig;
+use gridwatch_registry::config::Secret;
 use gridwatch_validator::ValidateConfig;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,66 @@ pub struct AppConfig {
     pub runtime: RuntimeSection,
     /// The schema registry.
     pub registry: RegistryConfig,
+    /// Who may use the admin API.
+    pub admin: AdminSection,
+}
+
+/// Who may use the admin API (module swap, DLQ replay, topic admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Bearer token the admin API requires. Required whenever `http.listen`
+    /// is not a loopback address.
+    pub token: Option<Secret>,
+    /// File holding the token (first line), for Kubernetes secrets.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminSection {
+    /// The token, read from `token_file` if that is set.
+    pub fn resolve(&self) -> Result<Option<Secret>, ConfigError> {
+        resolve_secret("admin", &self.token, &self.token_file)
+    }
+}
+
+/// A secret given inline or by file; the file's first line wins.
+pub fn resolve_secret(
+    section: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(f)) => Err(ConfigError::new(
+            format!("{section}.token_file"),
+            f.display(),
+            format!("either {section}.token or {section}.token_file, not both"),
+        )),
+        (Some(t), None) if t.expose().is_empty() => Err(ConfigError::new(
+            format!("{section}.token"),
+            "\"\"",
+            "a non-empty token",
+        )),
+        (Some(t), None) => Ok(Some(t.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::new(
+                    format!("{section}.token_file"),
+                    f.display(),
+                    format!("a readable file ({e})"),
+                )
+            })?;
+            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            if token.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{section}.token_file"),
+                    f.display(),
+                    "a file whose first line is the token",
+                ));
+            }
+            Ok(Some(Secret::new(token)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// validate's checks, as YAML.
@@ -88,6 +149,14 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Ingest requests per second across all clients (429 above); 0 is no limit.
+    pub ingest_rate_limit: f64,
+    /// Requests allowed in a burst above the rate.
+    pub ingest_burst: u32,
+    /// Bearer token `POST /api/v1/readings` requires; unset is open.
+    pub ingest_token: Option<Secret>,
+    /// File holding the ingest token (first line).
+    pub ingest_token_file: Option<PathBuf>,
 }
 
 /// The stream runtime.
@@ -113,6 +182,20 @@ pub struct RuntimeSection {
     pub status_interval: Duration,
     /// Where the SmartModules are; empty searches the usual places.
     pub modules_dir: PathBuf,
+    /// Modules dropped here are hot-swapped in; empty is
+    /// `<data_dir>/modules/incoming`.
+    pub modules_watch_dir: PathBuf,
+}
+
+impl RuntimeSection {
+    /// The watched directory, resolved against the data directory.
+    pub fn modules_watch_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.modules_watch_dir.as_os_str().is_empty() {
+            data_dir.join("modules").join("incoming")
+        } else {
+            self.modules_watch_dir.clone()
+        }
+    }
 }
 
 /// A configuration that cannot be used, said so a user can fix it.
@@ -191,6 +274,32 @@ impl AppConfig {
                 "http.max_body_bytes",
                 self.http.max_body_bytes,
                 "at least 1024",
+            )
+            .into());
+        }
+        if !(0.0..=10_000_000.0).contains(&self.http.ingest_rate_limit) {
+            return Err(ConfigError::new(
+                "http.ingest_rate_limit",
+                self.http.ingest_rate_limit,
+                "requests per second from 0 (no limit) to 10000000",
+            )
+            .into());
+        }
+        range("http.ingest_burst", self.http.ingest_burst.into(), 1, 1_000_000)?;
+        resolve_secret("http.ingest", &self.http.ingest_token, &self.http.ingest_token_file)
+            .map_err(|mut e| {
+                e.key = e.key.replace("http.ingest.", "http.ingest_");
+                e
+            })?;
+        let admin = self.admin.resolve()?;
+        if admin.is_none() && !self.http.listen.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "admin.token",
+                "(unset)",
+                format!(
+                    "a token (admin.token or admin.token_file) whenever http.listen is not a loopback address, and it is {}; without one anyone who reaches it could swap modules or replay the DLQ",
+                    self.http.listen
+                ),
             )
             .into());
         }
