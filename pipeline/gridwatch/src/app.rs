@@ -100,8 +100,17 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         backend.clone(),
         config.clone(),
     ));
+    // The built-in dashboard at `/`, following the anomalies topic.
+    let dashboard = gridwatch_dashboard::Dashboard::start(
+        backend.clone(),
+        metrics.clone(),
+        gridwatch_dashboard::DashboardConfig::new(&topics.anomalies, partitions, &config.data_dir),
+        shutdown_rx.clone(),
+    )
+    .context("starting the dashboard")?;
     let server = {
-        let router = http::router(state.clone(), registry);
+        let router =
+            http::router(state.clone(), registry).merge(gridwatch_dashboard::router(dashboard));
         let mut rx = shutdown_rx.clone();
         tokio::spawn(async move {
             axum::serve(listener, router)
@@ -114,6 +123,7 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     println!(
         "Gridwatch HTTP endpoint listening on http://{addr} (ingest: POST /api/v1/readings, metrics: /metrics)"
     );
+    println!("Dashboard: http://{addr}/");
 
     let embedded_url = url::Url::parse(&format!("http://{addr}/"))?;
     let schema_registry = SchemaRegistry::connect(&config.registry, Some(embedded_url))?;
