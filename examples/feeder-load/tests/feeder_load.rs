@@ -22,7 +22,8 @@ use tokio::sync::watch;
 const PARTITIONS: u32 = 2;
 const WINDOW: i64 = 60_000;
 const LATENESS: i64 = 5_000;
-const T0: i64 = 1_780_000_000_000;
+// A whole minute, so windows line up with the readings.
+const T0: i64 = 1_779_999_960_000;
 
 /// 6 feeders × 4 meters, one reading every 10 s, for `minutes` from `from_min`.
 fn readings(from_min: i64, minutes: i64) -> Vec<SensorReading> {

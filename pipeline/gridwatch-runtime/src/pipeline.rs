@@ -25,7 +25,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use gridwatch_connector::Sink;
+use gridwatch_connector::{RetryPolicy, Sink};
 
 use crate::backend::{BackendError, InRecord, TopicBackend};
 use crate::chain::{Chain, ChainError};
@@ -213,7 +213,24 @@ impl<B: TopicBackend> PipelineBuilder<B> {
 
     /// Copies output `topic` to a sink; `make(partition)` builds one sink per
     /// partition. Each runs under its own driver and checkpoints.
-    pub fn sink<S, E, F, Fut>(mut self, topic: impl Into<String>, make: F) -> Self
+    pub fn sink<S, E, F, Fut>(self, topic: impl Into<String>, make: F) -> Self
+    where
+        S: Sink,
+        E: std::fmt::Display,
+        F: Fn(u32) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<S, E>> + Send + 'static,
+    {
+        self.sink_with_retry(topic, None, make)
+    }
+
+    /// [`PipelineBuilder::sink`] with the sink's own retry policy instead of
+    /// the pipeline's (`sinks.influxdb.retry`, say).
+    pub fn sink_with_retry<S, E, F, Fut>(
+        mut self,
+        topic: impl Into<String>,
+        retry: Option<RetryPolicy>,
+        make: F,
+    ) -> Self
     where
         S: Sink,
         E: std::fmt::Display,

@@ -250,10 +250,6 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     } else {
         println!("Simulator off: send readings to POST http://{addr}/api/v1/readings");
     }
-    println!(
-        "Sinks on: topics `anomalies`, `scored` and `dead-letter` in {}",
-        config.data_dir.display()
-    );
     if config.runtime.status_interval > Duration::ZERO {
         tasks.push(tokio::spawn(status_line(
             metrics.clone(),

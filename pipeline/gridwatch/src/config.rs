@@ -42,6 +42,8 @@ pub struct AppConfig {
     pub registry: RegistryConfig,
     /// Who may use the admin API.
     pub admin: AdminSection,
+    /// Where results go besides the pipeline's own topics.
+    pub sinks: crate::sinks::SinksSection,
 }
 
 /// Who may use the admin API (module swap, DLQ replay, topic admin).
@@ -303,12 +305,25 @@ impl AppConfig {
             )
             .into());
         }
+        self.sinks.validate()?;
         self.registry.validate()?;
         Ok(())
     }
 }
 
 /// Environment variables as a figment provider, from an explicit list.
+/// Top-level keys of the reference config whose values are not sections.
+fn top_level_scalars() -> Vec<String> {
+    serde_yaml::from_str::<serde_yaml::Mapping>(DEFAULT_YAML)
+        .map(|m| {
+            m.into_iter()
+                .filter(|(_, v)| !v.is_mapping())
+                .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn env_from(vars: &[(String, String)]) -> figment::providers::Serialized<serde_json::Value> {
     let mut root = serde_json::Map::new();
     for (name, value) in vars {
@@ -316,6 +331,14 @@ fn env_from(vars: &[(String, String)]) -> figment::providers::Serialized<serde_j
             continue;
         };
         if rest.is_empty() || rest == "URL" || rest == "CONFIG" {
+            continue;
+        }
+        // A variable without `__` is a config key only if it names a
+        // top-level scalar (GRIDWATCH_DATA_DIR). Others, such as the
+        // GRIDWATCH_PORT and GRIDWATCH_SERVICE_HOST Kubernetes injects for a
+        // Service named `gridwatch`, or GRIDWATCH_LOG_FORMAT, are not ours to
+        // reject. With `__` it is a section path, and an unknown one fails.
+        if !rest.contains("__") && !top_level_scalars().contains(&rest.to_ascii_lowercase()) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -430,6 +453,10 @@ mod tests {
                 ("GRIDWATCH_SIMULATOR__ENABLED", "false"),
                 ("GRIDWATCH_HTTP__LISTEN", "127.0.0.1:0"),
                 ("OTHER", "x"),
+                // Kubernetes service links and logging are not config keys.
+                ("GRIDWATCH_PORT", "tcp://10.0.0.1:8080"),
+                ("GRIDWATCH_SERVICE_HOST", "10.0.0.1"),
+                ("GRIDWATCH_LOG_FORMAT", "json"),
             ]),
         )
         .unwrap();
@@ -438,6 +465,50 @@ mod tests {
         assert_eq!(c.detector.fields.len(), 2);
         assert!(!c.simulator.enabled);
         assert_eq!(c.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_section_paths_in_the_environment_fail() {
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_DETECTR__THRESHOLD", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detectr"), "{err}");
+    }
+
+    #[test]
+    fn sinks_are_off_but_the_lake_is_on_by_default_and_env_turns_them_on() {
+        let c = AppConfig::load(None, &[]).unwrap();
+        assert!(c.sinks.kafka.is_none() && c.sinks.influxdb.is_none() && c.sinks.webhook.is_none());
+        assert!(c.sinks.lake.is_some());
+        let c = AppConfig::load(
+            None,
+            &env(&[
+                ("GRIDWATCH_SINKS__INFLUXDB__URL", "http://127.0.0.1:8086"),
+                ("GRIDWATCH_SINKS__INFLUXDB__DATABASE", "grid"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks.influxdb.unwrap().url.as_str(),
+            "http://127.0.0.1:8086/"
+        );
+    }
+
+    #[test]
+    fn a_public_listener_needs_an_admin_token() {
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_HTTP__LISTEN", "0.0.0.0:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.token"), "{err}");
+        assert!(err.contains("0.0.0.0:8080"), "{err}");
+        AppConfig::load(
+            None,
+            &env(&[
+                ("GRIDWATCH_HTTP__LISTEN", "0.0.0.0:8080"),
+                ("GRIDWATCH_ADMIN__TOKEN", "s3cret"),
+            ]),
+        )
+        .unwrap();
     }
 
     #[test]

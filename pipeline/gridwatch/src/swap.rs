@@ -229,7 +229,7 @@ impl ModuleManager {
             loaded_at_ms: now_ms(),
             ..slot.info.clone()
         };
-        self.metrics.hot_swap(short, "ok");
+        self.metrics.hot_swap(short, "applied");
         let report = SwapReport {
             module: slot.info.clone(),
             warmed,
