@@ -251,8 +251,21 @@ def check_scenario(name: str, values: dict, docs: list[dict], manifests: dict[st
             extra = set(conf) - {"apiVersion", "meta", "transforms", sink}
             if extra:
                 problem(name, f"connector {sink}: unexpected top-level keys {extra}")
-            if any(isinstance(x, str) and "secret" in k.lower() and "file" not in k for k, x in _walk(conf)):
+            if any(isinstance(x, str) and ("secret" in k.lower() or k in ("token", "password")) and "file" not in k for k, x in _walk(conf)):
                 problem(name, f"connector {sink}: a secret is inline in the connector config")
+            if sink == "kafka" and not (isinstance(conf[sink].get("brokers"), list) and conf[sink]["brokers"]):
+                problem(name, f"connector kafka: brokers must be a non-empty list, is {conf[sink].get('brokers')!r}")
+            # Secret files the connector config names are mounted, with that key.
+            pod = deployments[dname]["spec"]["template"]["spec"]
+            vols = {vol["name"]: vol for vol in pod["volumes"]}
+            cmounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+            for key, path in _walk(conf):
+                if key.endswith("_file"):
+                    mount = next((m for mp, m in cmounts.items() if path.startswith(mp.rstrip("/") + "/")), None)
+                    sec = vols.get(mount["name"], {}).get("secret") if mount else None
+                    fname = path[len(mount["mountPath"].rstrip("/")) + 1 :] if mount else ""
+                    if sec is None or not secret_key_ok(sec["secretName"], fname):
+                        problem(name, f"connector {sink}: {key} = {path} is not a mounted Secret key")
 
     # --- The registration hook Job --------------------------------------------
     jobs = by_kind.get("Job", [])

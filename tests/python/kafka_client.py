@@ -23,6 +23,7 @@ JSON (one object, or one per line for `read`):
 """
 
 import argparse
+import datetime
 import glob
 import io
 import json
@@ -38,6 +39,9 @@ os.environ["no_proxy"] = "127.0.0.1,localhost"
 import fastavro  # noqa: E402
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 def die(message):
@@ -71,9 +75,9 @@ def local_schemas(schema_dir):
         left = []
         for schema in pending:
             try:
-                parsed[schema.get("namespace", "") + "." + schema["name"]] = fastavro.parse_schema(
-                    schema, named_schemas=named
-                )
+                result = fastavro.parse_schema(schema, named_schemas=named)
+                if isinstance(schema, dict):
+                    parsed[schema.get("namespace", "") + "." + schema["name"]] = result
             except fastavro.schema.UnknownType:
                 left.append(schema)
         if len(left) == len(pending):
@@ -98,6 +102,9 @@ def plain(value):
         return [plain(v) for v in value]
     if isinstance(value, (bytes, bytearray)):
         return value.hex()
+    if isinstance(value, datetime.datetime):
+        # timestamp-millis: back to epoch milliseconds, as Gridwatch holds it.
+        return (value - EPOCH) // datetime.timedelta(milliseconds=1)
     return value
 
 

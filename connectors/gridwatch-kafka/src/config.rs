@@ -581,7 +581,11 @@ fn apply_security(
         (false, true) => "sasl_plaintext",
         (true, true) => "sasl_ssl",
     };
-    c.set("security.protocol", protocol);
+    c.set("security.protocol", protocol)
+        // Reconnect to a restarted broker within a second rather than
+        // librdkafka's default of up to 10s, so an outage costs no more
+        // retries than it must.
+        .set("reconnect.backoff.max.ms", "1000");
     if let Some(tls) = tls {
         if let Some(ca) = &tls.ca_cert {
             c.set("ssl.ca.location", ca.display().to_string());

@@ -76,6 +76,11 @@ pub struct KafkaSink {
     producer_config: ClientConfig,
     producer: FutureProducer,
     progress: HashMap<SourceKey, Progress>,
+    /// Set after a failure with records in doubt: the next write starts a
+    /// new producer (a new producer id) instead of letting librdkafka bump
+    /// the old one's epoch, which Tansu 0.6 mishandles after a broker
+    /// restart (its storage panics and every later request fails).
+    renew_producer: bool,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -137,6 +142,7 @@ impl KafkaSink {
             producer_config,
             producer,
             progress: HashMap::new(),
+            renew_producer: false,
         })
     }
 
@@ -174,7 +180,11 @@ impl KafkaSink {
         ] {
             config.remove(producer_only);
         }
+        // librdkafka wants a group id even for assign(); this one never
+        // joins a group nor commits.
+        let group = format!("{}-read-back", self.config.client_id);
         config
+            .set("group.id", group)
             .set("enable.partition.eof", "true")
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
@@ -282,8 +292,12 @@ impl KafkaSink {
     async fn renew_producer_if_fatal(&mut self) -> Result<(), KafkaError> {
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(?code, %reason, "Kafka producer hit a fatal error; recreating it.");
+            self.renew_producer = true;
+        }
+        if self.renew_producer {
             self.producer =
                 create_producer(&self.producer_config, self.config.transactional).await?;
+            self.renew_producer = false;
         }
         Ok(())
     }
@@ -450,6 +464,7 @@ impl Sink for KafkaSink {
                 progress.confirmed.clear();
             }
             progress.uncertain |= produced.uncertain;
+            self.renew_producer |= produced.uncertain;
             if let Some(e) = produced.transient {
                 progress.confirmed.extend(produced.delivered);
                 progress.failed_first = Some(first.offset);

@@ -155,7 +155,12 @@ in-process config and for a connector's own section. Secrets are files
 {{- $secretDir := include "gridwatch.secretDir" .ctx }}
 {{- if eq .sink "kafka" }}
 {{- $k := $v.sinks.kafka }}
-brokers: {{ $k.brokers | quote }}
+brokers:
+{{- range $b := splitList "," $k.brokers }}
+{{- if trim $b }}
+  - {{ trim $b | quote }}
+{{- end }}
+{{- end }}
 topic: {{ $k.topic | quote }}
 {{- if $k.dlqTopic }}
 dlq_topic: {{ $k.dlqTopic | quote }}
@@ -185,10 +190,12 @@ endpoint: {{ $l.endpoint | quote }}
 {{- end }}
 region: {{ $l.region | quote }}
 path_style: {{ $l.pathStyle }}
+access_key_id_file: {{ printf "%s/s3-access-key-id" $secretDir | quote }}
+secret_access_key_file: {{ printf "%s/s3-secret-access-key" $secretDir | quote }}
 {{- end }}
 {{- end }}
 
-{{/* Env vars carrying secrets (S3 keys, registry credentials) into a container. */}}
+{{/* Env vars carrying the registry credentials into a container (the other secrets are files). */}}
 {{- define "gridwatch.secretEnv" -}}
 {{- $v := .ctx.Values }}
 {{- $secret := include "gridwatch.secretName" .ctx }}
@@ -206,17 +213,6 @@ path_style: {{ $l.pathStyle }}
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $v.registry.auth.passwordKey }}
-{{- end }}
-{{- if and $v.sinks.lake.enabled .lake }}
-{{- /* The binary's keys when the pipeline writes the lake; AWS_* for the
-       connector, whose S3 client falls back to the standard variables. */}}
-{{- range $pair := list (list "ACCESS_KEY_ID" "s3-access-key-id" "AWS_ACCESS_KEY_ID") (list "SECRET_ACCESS_KEY" "s3-secret-access-key" "AWS_SECRET_ACCESS_KEY") }}
-- name: {{ if eq $.component "pipeline" }}GRIDWATCH_SINKS__LAKE__{{ index $pair 0 }}{{ else }}{{ index $pair 2 }}{{ end }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ $secret }}
-      key: {{ index $pair 1 }}
-{{- end }}
 {{- end }}
 {{- end }}
 

@@ -256,6 +256,7 @@ async function pollHealth() {
 
 function fmt(x) {
   if (x == null || !isFinite(x)) return "–";
+  if (Number.isInteger(x) && Math.abs(x) < 1e4) return String(x);
   if (Math.abs(x) >= 1e6) return (x / 1e6).toFixed(1) + "M";
   if (Math.abs(x) >= 1e4) return (x / 1e3).toFixed(1) + "k";
   if (Math.abs(x) >= 100) return x.toFixed(0);

@@ -28,6 +28,9 @@ pub(crate) struct MemoryLimitExceeded {
     limit: usize,
 }
 
+/// Host bytes per table slot (a pointer), as counted against the budget.
+const TABLE_SLOT_BYTES: usize = std::mem::size_of::<usize>();
+
 #[derive(Debug)]
 pub(crate) struct GuestLimiter {
     inner: StoreLimits,
@@ -36,6 +39,8 @@ pub(crate) struct GuestLimiter {
     used: usize,
     /// The last grant, taken back if the growth then fails.
     last_grant: usize,
+    /// The same for tables.
+    last_table_grant: usize,
     pub denied: Option<Denial>,
 }
 
@@ -49,6 +54,7 @@ impl GuestLimiter {
             limit,
             used: 0,
             last_grant: 0,
+            last_table_grant: 0,
             denied: None,
         }
     }
@@ -90,16 +96,43 @@ impl ResourceLimiter for GuestLimiter {
         self.inner.memory_grow_failed(error)
     }
 
+    /// Table slots live in host memory (a pointer each), outside any linear
+    /// memory, so they count against the same budget: otherwise `table.grow`
+    /// would let a guest allocate host memory without limit.
     fn table_growing(
         &mut self,
         current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        self.inner.table_growing(current, desired, maximum)
+        let extra = desired
+            .saturating_sub(current)
+            .saturating_mul(TABLE_SLOT_BYTES);
+        if self.used.saturating_add(extra) > self.limit {
+            let denial = Denial {
+                current: self.used,
+                desired: self.used.saturating_add(extra),
+                limit: self.limit,
+            };
+            self.denied = Some(denial);
+            return Err(MemoryLimitExceeded {
+                current: denial.current,
+                desired: denial.desired,
+                limit: denial.limit,
+            }
+            .into());
+        }
+        let allowed = self.inner.table_growing(current, desired, maximum)?;
+        if allowed {
+            self.used += extra;
+            self.last_table_grant = extra;
+        }
+        Ok(allowed)
     }
 
     fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.used = self.used.saturating_sub(self.last_table_grant);
+        self.last_table_grant = 0;
         self.inner.table_grow_failed(error)
     }
 

@@ -497,3 +497,129 @@ fn record_errors_and_odd_encodings_end_as_in_smartengine() {
         assert_eq!(values, [b"first".as_slice(), b"second"]);
     }
 }
+
+// --- Issue 9, item 5: the limits hold for the other ways a guest can hog --
+
+#[test]
+fn unbounded_recursion_is_a_stack_overflow_trap() {
+    let extra = r#"(func $deeper (param i32) (result i32)
+        (i32.add (call $deeper (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))"#;
+    let mut chain = wat_chain("(call $deeper (i32.const 0))", extra)
+        .build()
+        .expect("chain");
+    let err = expect_fault(&mut chain);
+    assert!(
+        matches!(
+            err,
+            HostError::Trap {
+                call: "map",
+                trap: Some(wasmtime::Trap::StackOverflow),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    host_still_works();
+}
+
+#[test]
+fn growing_a_table_past_the_memory_limit_is_refused() {
+    // Table elements live in host memory, not in the guest's linear memory:
+    // 50M funcref slots are ~400 MB of host heap. The store's budget must
+    // cover them, or a guest could exhaust the host through a table.
+    let limit = 64 * 1024 * 1024;
+    let grow = format!(
+        r#"(if (i32.eq (table.grow $t (ref.null func) (i32.const 50000000)) (i32.const -1))
+              (then unreachable))
+           {PASSTHROUGH}"#
+    );
+    let mut chain = wat_chain(&grow, "(table $t 1 funcref)")
+        .memory_limit(limit)
+        .build()
+        .expect("chain");
+    let err = chain
+        .process_batch(&small_batch(), 0, NOW)
+        .expect_err("the growth must be refused");
+    assert_eq!(err.module(), Some("hostile"), "{err}");
+    assert!(
+        matches!(err, HostError::MemoryLimit { .. } | HostError::Trap { .. }),
+        "{err}"
+    );
+    host_still_works();
+
+    // A table declared over the budget does not instantiate either.
+    let big = r#"(module (memory (export "memory") 1) (table 50000000 funcref))"#;
+    let err = engine()
+        .chain()
+        .memory_limit(limit)
+        .module(ModuleSpec::wasm("hostile", big.as_bytes()))
+        .build()
+        .expect_err("over the limit");
+    assert_eq!(err.module(), Some("hostile"), "{err}");
+}
+
+/// A reading whose meter_id is `len` bytes, as a producer would frame it.
+fn reading_with_meter_id(len: usize) -> Vec<u8> {
+    let mut reading = golden::readings().remove(0);
+    reading.meter_id = "m".repeat(len);
+    framed_avro(&reading)
+}
+
+#[test]
+fn a_record_larger_than_the_memory_limit_fails_the_batch_not_the_host() {
+    // The real Rust modules: the input copy alone is over the limit, so the
+    // guest allocator fails (and the module aborts, a trap) or the growth is
+    // denied; either way the host reports it and carries on.
+    let limit = 32 * 1024 * 1024;
+    let mut chain = gridwatch_chain(&[])
+        .memory_limit(limit)
+        .build()
+        .expect("chain");
+    let mut batch = Batch::new();
+    batch.push(&reading_with_meter_id(40 * 1024 * 1024));
+    let err = chain
+        .process_batch(&batch, 0, NOW)
+        .expect_err("40 MB does not fit in 32 MiB");
+    assert_eq!(err.module(), Some("validate"), "{err}");
+    assert!(
+        matches!(err, HostError::MemoryLimit { .. } | HostError::Trap { .. }),
+        "{err}"
+    );
+    assert!(chain.memory_size() <= limit);
+    host_still_works();
+}
+
+#[test]
+fn the_largest_record_the_ingest_api_accepts_passes_the_chain_as_a_dead_letter() {
+    // http.max_body_bytes defaults to 16 MiB, so one reading can carry a
+    // ~16 MB meter_id. Under the default memory limit it must come out of
+    // validate → detect as a dead letter, not fail the batch: a batch that
+    // always fails would stop its partition for good.
+    use gridwatch_contracts::codec::AvroRecord;
+    // Only the memory limit is under test: a generous deadline keeps a busy
+    // machine from failing it; the time taken is printed.
+    let mut chain = gridwatch_chain(&[])
+        .call_timeout(Duration::from_secs(120))
+        .build()
+        .expect("chain");
+    let mut batch = Batch::new();
+    batch.push(&reading_with_meter_id(16 * 1024 * 1024));
+    for bytes in encode_inputs(&golden::readings()[..20]) {
+        batch.push(&bytes);
+    }
+    let started = Instant::now();
+    let out = chain.process_batch(&batch, 0, NOW).expect("the chain copes");
+    println!(
+        "a 16 MiB meter_id through validate → detect took {:?} (the default call timeout is 1 s)",
+        started.elapsed()
+    );
+    assert_eq!(out.len(), 21);
+    let first = out.iter().next().expect("one record");
+    match gridwatch_contracts::ChainRecord::from_avro(first.value).expect("a chain record") {
+        gridwatch_contracts::ChainRecord::DeadLetter(d) => {
+            assert_eq!(d.reason, "INVALID_METER_ID", "{}", d.message);
+            assert!(d.original.len() > 16 * 1024 * 1024);
+        }
+        other => panic!("expected a dead letter, got {other:?}"),
+    }
+}

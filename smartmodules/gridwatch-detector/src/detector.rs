@@ -191,7 +191,9 @@ impl Detector {
         };
 
         let in_order = ts >= state.newest;
-        if !in_order && state.newest - ts > self.lateness_ms {
+        // Saturating: a replacement upstream module may hand over any i64
+        // timestamp, and detect must not panic (debug) or wrap (release) on it.
+        if !in_order && state.newest.saturating_sub(ts) > self.lateness_ms {
             out.disposition = Disposition::Late;
             return;
         }
@@ -661,5 +663,17 @@ mod tests {
                 assert!(p.eq_ignoring_detected_at(q));
             }
         }
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        // Found by fuzz/fuzz_targets/detect_map.rs: a reading far before its
+        // meter's newest overflowed `newest - ts`. Such a reading is late.
+        let mut d = detector(2, 300);
+        d.process(&ok("m", i64::MAX, 230.0), 0, 0);
+        let s = d.process(&ok("m", i64::MIN, 230.0), 1, 0);
+        assert_eq!(s.disposition, Disposition::Late);
+        let s = d.process(&ok("m", 6_582_955_728_264_977_243, 230.0), 2, 0);
+        assert_eq!(s.disposition, Disposition::Late);
     }
 }
