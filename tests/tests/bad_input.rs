@@ -250,7 +250,8 @@ fn every_bad_input_is_dead_lettered_with_its_reason_and_bytes_and_nothing_crashe
             let original = if at_ingest {
                 Original::Exact(case.bytes.clone())
             } else {
-                let v: Value = serde_json::from_slice(&case.bytes).expect("validate cases are JSON");
+                let v: Value =
+                    serde_json::from_slice(&case.bytes).expect("validate cases are JSON");
                 Original::Reencoded {
                     meter_id: v["meter_id"].as_str().expect("meter_id").to_string(),
                 }
@@ -296,7 +297,9 @@ fn every_bad_input_is_dead_lettered_with_its_reason_and_bytes_and_nothing_crashe
     let readings = fetch_all(&gw, "readings");
     let (reading_id, _) = decode::<SensorReading>(readings.first().expect("readings"));
     assert!(
-        readings.iter().all(|r| !r.windows(15).any(|w| w == b"oversized-meter")),
+        readings
+            .iter()
+            .all(|r| !r.windows(15).any(|w| w == b"oversized-meter")),
         "nothing of the oversized body was ingested"
     );
     gw.stop();
@@ -319,7 +322,10 @@ fn every_bad_input_is_dead_lettered_with_its_reason_and_bytes_and_nothing_crashe
                 .expect("readings partition")
                 .append(gridwatch_log::Record::new(now, &bytes).with_key(b"bad-input"))
                 .expect("append");
-            let (reason, stage) = case.expect.clone().expect("topic cases expect a dead letter");
+            let (reason, stage) = case
+                .expect
+                .clone()
+                .expect("topic cases expect a dead letter");
             expected.push(Expected {
                 file: case.file.clone(),
                 reason,

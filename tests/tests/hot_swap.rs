@@ -181,7 +181,11 @@ fn detect_is_swapped_under_load_without_loss_or_double_scoring() {
     while gw.status()["lag"].as_u64() != Some(0)
         || gw.status()["processed"].as_u64() != Some(all.len() as u64)
     {
-        assert!(Instant::now() < deadline, "pipeline did not catch up: {}", gw.status());
+        assert!(
+            Instant::now() < deadline,
+            "pipeline did not catch up: {}",
+            gw.status()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let url = gw.url.clone();
@@ -206,7 +210,10 @@ fn detect_is_swapped_under_load_without_loss_or_double_scoring() {
         .iter()
         .map(|a| {
             (
-                a["original_event"]["meter_id"].as_str().unwrap_or("").to_string(),
+                a["original_event"]["meter_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
                 a["original_event"]["timestamp"].as_i64().unwrap_or(0),
             )
         })
@@ -226,7 +233,10 @@ fn detect_is_swapped_under_load_without_loss_or_double_scoring() {
     let gw = Gridwatch::start(&data, &["--no-simulator"], &[]);
     let info = detect_info(&client, &gw.url);
     assert!(
-        info["source"].as_str().unwrap_or("").contains("hot-swapped"),
+        info["source"]
+            .as_str()
+            .unwrap_or("")
+            .contains("hot-swapped"),
         "{info}"
     );
     assert_eq!(

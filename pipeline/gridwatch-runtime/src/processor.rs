@@ -455,7 +455,9 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     ) -> Result<(), ProcessorError> {
         let p = self.partition;
         let now = now_ms();
+        let started = Instant::now();
         let outputs = self.chain.process(records, now)?;
+        self.ctx.metrics.stage_duration("detect", started.elapsed());
         let mut routed = Vec::with_capacity(records.len() * 2);
         let mut per_topic: Vec<Vec<OutRecord>> = vec![Vec::new(); self.outputs.len()];
         for (input, output) in records.iter().zip(outputs) {
@@ -489,9 +491,14 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             .zip(per_topic)
             .filter(|(_, records)| !records.is_empty())
             .map(|(topic, records)| self.ctx.backend.append(topic, p, records));
+        let started = Instant::now();
         for r in futures::future::join_all(appends).await {
-            r?;
+            if let Err(e) = r {
+                self.ctx.metrics.stage_error("append", e.is_retryable());
+                return Err(e.into());
+            }
         }
+        self.ctx.metrics.stage_duration("append", started.elapsed());
         let wall = now_ms();
         self.ctx.metrics.latencies(
             records

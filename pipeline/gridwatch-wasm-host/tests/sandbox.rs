@@ -608,7 +608,9 @@ fn the_largest_record_the_ingest_api_accepts_passes_the_chain_as_a_dead_letter()
         batch.push(&bytes);
     }
     let started = Instant::now();
-    let out = chain.process_batch(&batch, 0, NOW).expect("the chain copes");
+    let out = chain
+        .process_batch(&batch, 0, NOW)
+        .expect("the chain copes");
     println!(
         "a 16 MiB meter_id through validate → detect took {:?} (the default call timeout is 1 s)",
         started.elapsed()

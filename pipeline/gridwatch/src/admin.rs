@@ -82,8 +82,13 @@ pub async fn modules(cmd: ModulesCommand) -> anyhow::Result<()> {
         }
         ModulesCommand::Swap { name, file, target } => {
             let admin = AdminClient::new(&target)?;
-            let wasm = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            eprintln!("Swapping {name} with {} ({} bytes)…", file.display(), wasm.len());
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            eprintln!(
+                "Swapping {name} with {} ({} bytes)…",
+                file.display(),
+                wasm.len()
+            );
             let report = admin
                 .json(
                     admin

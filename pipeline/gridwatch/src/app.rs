@@ -14,9 +14,9 @@ use gridwatch_runtime::backend::TopicBackend;
 use gridwatch_runtime::backend::embedded::EmbeddedBackend;
 use gridwatch_runtime::chain::{ModuleSpec, WasmChain};
 use gridwatch_runtime::checkpoint::CheckpointStore;
+use gridwatch_runtime::grid::GridRouter;
 use gridwatch_runtime::ingest::{Ingest, IngestConfig};
 use gridwatch_runtime::metrics::Metrics;
-use gridwatch_runtime::grid::GridRouter;
 use gridwatch_runtime::pipeline::{Pipeline, boxed};
 use gridwatch_runtime::processor::{Processor, ProcessorConfig, Progress};
 use gridwatch_runtime::sink::DeadLetterTopic;
@@ -309,7 +309,8 @@ fn load_module(
 ) -> anyhow::Result<(String, Vec<u8>)> {
     let active = active_dir.join(file);
     if active.is_file() {
-        let bytes = std::fs::read(&active).with_context(|| format!("reading {}", active.display()))?;
+        let bytes =
+            std::fs::read(&active).with_context(|| format!("reading {}", active.display()))?;
         return Ok((format!("{} (hot-swapped)", active.display()), bytes));
     }
     let (path, bytes) = modules::load(&config.runtime.modules_dir, file)?;

@@ -287,12 +287,21 @@ impl AppConfig {
             )
             .into());
         }
-        range("http.ingest_burst", self.http.ingest_burst.into(), 1, 1_000_000)?;
-        resolve_secret("http.ingest", &self.http.ingest_token, &self.http.ingest_token_file)
-            .map_err(|mut e| {
-                e.key = e.key.replace("http.ingest.", "http.ingest_");
-                e
-            })?;
+        range(
+            "http.ingest_burst",
+            self.http.ingest_burst.into(),
+            1,
+            1_000_000,
+        )?;
+        resolve_secret(
+            "http.ingest",
+            &self.http.ingest_token,
+            &self.http.ingest_token_file,
+        )
+        .map_err(|mut e| {
+            e.key = e.key.replace("http.ingest.", "http.ingest_");
+            e
+        })?;
         let admin = self.admin.resolve()?;
         if admin.is_none() && !self.http.listen.ip().is_loopback() {
             return Err(ConfigError::new(

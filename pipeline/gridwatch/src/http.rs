@@ -152,8 +152,10 @@ fn unauthorized(what: &str) -> Response {
         StatusCode::UNAUTHORIZED,
         format!("{what} requires Authorization: Bearer <token>"),
     );
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
     r
 }
 
@@ -188,7 +190,10 @@ async fn guard_ingest(
         use governor::clock::Clock as _;
         let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
         s.metrics.stage_error("ingest", true);
-        let mut r = problem(StatusCode::TOO_MANY_REQUESTS, "ingest rate limit reached; retry later");
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ingest rate limit reached; retry later",
+        );
         if let Ok(v) = (wait.as_secs() + 1).to_string().parse() {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
@@ -417,7 +422,10 @@ async fn swap_module(State(s): State<Shared>, Path(name): Path<String>, body: By
         return problem(StatusCode::SERVICE_UNAVAILABLE, "starting up");
     };
     if body.is_empty() {
-        return problem(StatusCode::BAD_REQUEST, "the body must be the module's .wasm bytes");
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the body must be the module's .wasm bytes",
+        );
     }
     match m.swap(&name, body, "admin-api".into()).await {
         Ok(report) => Json(report).into_response(),

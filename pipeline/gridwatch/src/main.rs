@@ -5,6 +5,7 @@
 //! - `app`: `gridwatch run`, wiring the runtime, registry, sources and HTTP.
 //! - `http`: the ingest, admin and metrics API.
 //! - `admin`: `gridwatch modules …`, a client of the admin API.
+//! - `dlq`: `gridwatch dlq list|show|replay`.
 //! - `topic`: `gridwatch topic list|create|consume`.
 //! - `modules`: finding the SmartModules; `swap`: hot-swapping them.
 //! - `sinks`: the sinks `gridwatch run` attaches from `sinks.*`.
@@ -13,6 +14,7 @@ mod admin;
 mod app;
 mod cli;
 mod config;
+mod dlq;
 mod http;
 mod modules;
 mod sinks;

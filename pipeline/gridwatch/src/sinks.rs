@@ -152,14 +152,11 @@ pub fn attach(
         Some(hook) => {
             WebhookSink::new(hook)?;
             let hook_for_sink = hook.clone();
-            pipeline = pipeline.sink_with_retry(
-                &topics.anomalies,
-                Some(hook.retry.clone()),
-                move |_| {
+            pipeline =
+                pipeline.sink_with_retry(&topics.anomalies, Some(hook.retry.clone()), move |_| {
                     let hook = hook_for_sink.clone();
                     async move { WebhookSink::new(&hook) }
-                },
-            );
+                });
             on.push(format!("webhook {}", hook.url));
         }
         None => off.push("alert webhook: set sinks.webhook.url"),

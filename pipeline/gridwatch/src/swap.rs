@@ -155,7 +155,12 @@ impl ModuleManager {
     }
 
     pub async fn list(&self) -> Vec<ModuleInfo> {
-        self.slots.lock().await.iter().map(|s| s.info.clone()).collect()
+        self.slots
+            .lock()
+            .await
+            .iter()
+            .map(|s| s.info.clone())
+            .collect()
     }
 
     /// Replaces module `name` with `wasm`; see the module docs for the steps.
@@ -274,19 +279,27 @@ pub async fn watch_dir(
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "wasm") || !path.is_file() {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
-            let stamp = (meta.len(), meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+            let stamp = (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            );
             if last.insert(path.clone(), stamp) != Some(stamp) {
                 continue; // new or still changing: look again next poll
             }
             last.remove(&path);
-            let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
             let outcome = match (short_name(&file), std::fs::read(&path)) {
                 (None, _) => Err(format!(
                     "{file}: name the file after the module it replaces (detect.wasm or validate.wasm)"
@@ -307,7 +320,8 @@ pub async fn watch_dir(
             };
             let target_dir = dir.join(sub);
             let target = target_dir.join(format!("{stamp}-{file}"));
-            let moved = std::fs::create_dir_all(&target_dir).and_then(|_| std::fs::rename(&path, &target));
+            let moved =
+                std::fs::create_dir_all(&target_dir).and_then(|_| std::fs::rename(&path, &target));
             if let Err(e) = moved {
                 tracing::error!(file = %path.display(), error = %e, "Could not move a processed module file; removing it so it is not applied twice.");
                 let _ = std::fs::remove_file(&path);
