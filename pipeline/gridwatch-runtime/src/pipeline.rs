@@ -245,7 +245,10 @@ impl<B: TopicBackend> PipelineBuilder<B> {
             let make = Arc::clone(&make);
             let backend = Arc::clone(&ctx.backend);
             let store = ctx.store.clone();
-            let config = ctx.config.clone();
+            let mut config = ctx.config.clone();
+            if let Some(retry) = &retry {
+                config.retry = retry.clone();
+            }
             let metrics = ctx.metrics.clone();
             let dead_letters = ctx.dead_letters.clone();
             tokio::spawn(async move {
