@@ -20,7 +20,9 @@ use gridwatch_influxdb::LineEncoder;
 const N: u64 = 5000;
 
 fn bench(c: &mut Criterion) {
-    let records: Vec<_> = (0..N).map(|o| anomaly_record("anomalies", 0, o, 1)).collect();
+    let records: Vec<_> = (0..N)
+        .map(|o| anomaly_record("anomalies", 0, o, 1))
+        .collect();
     let encoder = LineEncoder::new("anomalies");
 
     let mut group = c.benchmark_group("influxdb-encode");
@@ -51,7 +53,10 @@ fn bench(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("influxdb-gzip");
     group.throughput(Throughput::Elements(N));
-    for (name, level) in [("level 1 (used)", Compression::fast()), ("level 6", Compression::default())] {
+    for (name, level) in [
+        ("level 1 (used)", Compression::fast()),
+        ("level 6", Compression::default()),
+    ] {
         let compressed = gzip(&body, level).len();
         println!(
             "gzip {name}: {} → {compressed} bytes for {N} points ({:.1}:1)",

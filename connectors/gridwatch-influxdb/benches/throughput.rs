@@ -49,7 +49,9 @@ async fn run(events: u64) {
     let records: Vec<_> = (0..events)
         .map(|o| anomaly_record("anomalies", 0, o, 1))
         .collect();
-    println!("influxdb sink throughput: {events} events in batches of {batch}, influxd 1.x on loopback");
+    println!(
+        "influxdb sink throughput: {events} events in batches of {batch}, influxd 1.x on loopback"
+    );
     for (name, gzip) in [("gzip", true), ("plain", false)] {
         let db = format!("bench_{name}");
         server.create_database(&db).await;
@@ -61,11 +63,17 @@ async fn run(events: u64) {
         let mut written = 0;
         for chunk in records.chunks(batch as usize) {
             let out = deliver(&mut sink, chunk, &policy).await;
-            assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters.first());
+            assert!(
+                out.dead_letters.is_empty(),
+                "{:?}",
+                out.dead_letters.first()
+            );
             written += out.written;
         }
         let elapsed = started.elapsed().as_secs_f64();
-        let rows = server.select(&db, "SELECT count(source_offset) FROM anomalies").await;
+        let rows = server
+            .select(&db, "SELECT count(source_offset) FROM anomalies")
+            .await;
         let stored = rows.first().and_then(|r| r["count"].as_u64()).unwrap_or(0);
         assert_eq!(stored, events, "every event stored");
         println!(

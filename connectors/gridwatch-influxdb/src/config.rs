@@ -207,7 +207,11 @@ impl InfluxDbConfig {
                 "unset when token is set (one or the other)",
             ));
         }
-        if self.token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().trim().is_empty())
+        {
             return Err(ConfigError::new(key("token"), "", "a non-empty token"));
         }
         let has_token = self.token.is_some() || self.token_file.is_some();
@@ -318,8 +322,8 @@ mod tests {
 
     #[test]
     fn defaults_are_documented_ones() {
-        let c = parse(r#"{"url":"http://127.0.0.1:8086","org":"o","bucket":"b","token":"t"}"#)
-            .unwrap();
+        let c =
+            parse(r#"{"url":"http://127.0.0.1:8086","org":"o","bucket":"b","token":"t"}"#).unwrap();
         assert_eq!(c.api, Api::V2);
         assert_eq!(c.measurement, "anomalies");
         assert_eq!(c.batch_size, 5000);

@@ -268,7 +268,9 @@ mod tests {
             .unwrap();
         let l = String::from_utf8(out).unwrap();
         assert!(
-            l.starts_with(r"grid\ anomalies\,v2,anomaly_type=VOLTAGE_SURGE,meter_id=feeder\ 7\,bay\=2\ c:\x,"),
+            l.starts_with(
+                r"grid\ anomalies\,v2,anomaly_type=VOLTAGE_SURGE,meter_id=feeder\ 7\,bay\=2\ c:\x,"
+            ),
             "{l}"
         );
         assert!(l.contains(r#"anomaly_id="a\"b\\c""#), "{l}");
@@ -282,7 +284,16 @@ mod tests {
             event.original_event.meter_id = bad.into();
             let mut out = b"kept\n".to_vec();
             let e = encoder.encode(&event, 0, 0, &mut out).unwrap_err();
-            assert!(matches!(e, EncodeError::Unrepresentable { tag: "meter_id", .. }), "{bad:?}: {e}");
+            assert!(
+                matches!(
+                    e,
+                    EncodeError::Unrepresentable {
+                        tag: "meter_id",
+                        ..
+                    }
+                ),
+                "{bad:?}: {e}"
+            );
             assert_eq!(out, b"kept\n");
         }
         // A backslash before anything else is literal, and fine.

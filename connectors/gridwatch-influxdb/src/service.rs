@@ -104,7 +104,9 @@ impl Writer {
         let token = token
             .map(|t| {
                 let mut v = HeaderValue::from_str(&format!("Token {t}")).map_err(|_| {
-                    InfluxDbError::Client("the token holds characters not allowed in a header".into())
+                    InfluxDbError::Client(
+                        "the token holds characters not allowed in a header".into(),
+                    )
                 })?;
                 v.set_sensitive(true);
                 Ok::<_, InfluxDbError>(v)
@@ -236,7 +238,10 @@ pub(crate) fn classify(status: StatusCode, reason: &str) -> Failure {
 fn gzip(lines: &[u8]) -> std::io::Result<Vec<u8>> {
     // Level 1: most of the size win at a fraction of level 6's CPU (see
     // benches/encode.rs), and the sink must keep up with the detector.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(lines.len() / 4 + 64), Compression::fast());
+    let mut encoder = GzEncoder::new(
+        Vec::with_capacity(lines.len() / 4 + 64),
+        Compression::fast(),
+    );
     encoder.write_all(lines)?;
     encoder.finish()
 }
@@ -285,7 +290,12 @@ mod tests {
             w.url().as_str(),
             "http://h:8086/write?db=grid+db&rp=one+week&precision=ms"
         );
-        let c = InfluxDbConfig::v2("https://h/influx/".parse().unwrap(), "o&1", "b", "tok-secret");
+        let c = InfluxDbConfig::v2(
+            "https://h/influx/".parse().unwrap(),
+            "o&1",
+            "b",
+            "tok-secret",
+        );
         let w = Writer::new(&c).unwrap();
         assert_eq!(
             w.url().as_str(),
@@ -316,7 +326,10 @@ mod tests {
         assert!(matches!(classify(s(503), "down"), Failure::Transient(_)));
         assert!(matches!(classify(s(429), ""), Failure::Transient(_)));
         assert!(matches!(
-            classify(s(400), "partial write: unable to parse 'x': invalid field format dropped=0"),
+            classify(
+                s(400),
+                "partial write: unable to parse 'x': invalid field format dropped=0"
+            ),
             Failure::Lines(_)
         ));
         assert!(matches!(classify(s(413), ""), Failure::Lines(_)));

@@ -45,11 +45,16 @@ fn make_certificates(dir: &Path) -> Option<()> {
 async fn https_with_a_private_ca_and_with_verification_off() {
     let certs = tempfile::tempdir().unwrap();
     if make_certificates(certs.path()).is_none() {
-        eprintln!("SKIPPED: openssl could not make test certificates (is the openssl CLI installed?)");
+        eprintln!(
+            "SKIPPED: openssl could not make test certificates (is the openssl CLI installed?)"
+        );
         return;
     }
     let Some(server) = Influxd::start(InfluxdOptions {
-        tls: Some((certs.path().join("server.pem"), certs.path().join("server.key"))),
+        tls: Some((
+            certs.path().join("server.pem"),
+            certs.path().join("server.key"),
+        )),
         ..InfluxdOptions::default()
     })
     .await
@@ -70,7 +75,10 @@ async fn https_with_a_private_ca_and_with_verification_off() {
     assert_eq!(out.dead_letters.len(), 1);
     assert_eq!(out.dead_letters[0].reason, reason::RETRIES_EXHAUSTED);
     assert!(
-        out.dead_letters[0].message.to_lowercase().contains("certificate"),
+        out.dead_letters[0]
+            .message
+            .to_lowercase()
+            .contains("certificate"),
         "{}",
         out.dead_letters[0].message
     );
@@ -92,7 +100,10 @@ async fn https_with_a_private_ca_and_with_verification_off() {
     let rows = server
         .select("grid", "SELECT source_offset FROM anomalies")
         .await;
-    let mut got: Vec<u64> = rows.iter().map(|r| r["source_offset"].as_u64().unwrap()).collect();
+    let mut got: Vec<u64> = rows
+        .iter()
+        .map(|r| r["source_offset"].as_u64().unwrap())
+        .collect();
     got.sort_unstable();
     assert_eq!(got, [1, 2]);
 

@@ -69,6 +69,16 @@ async fn offsets(server: &Influxd, partition: u32) -> Vec<u64> {
         .collect()
 }
 
+fn numbers_as_f64(v: Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().map(|(k, v)| (k, numbers_as_f64(v))).collect())
+        }
+        other => other,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn points_carry_tags_fields_and_event_time() {
     let Some((server, config)) = v1_server().await else {
@@ -90,7 +100,13 @@ async fn points_carry_tags_fields_and_event_time() {
     failure.threshold = None;
     let batch = vec![record(0, 7, &scored), record(0, 8, &failure)];
     let out = deliver(&mut sink, &batch, &RetryPolicy::default()).await;
-    assert_eq!(out, Delivered { written: 2, ..Delivered::default() });
+    assert_eq!(
+        out,
+        Delivered {
+            written: 2,
+            ..Delivered::default()
+        }
+    );
 
     let rows = server
         .select(DB, "SELECT * FROM anomalies ORDER BY time")
@@ -113,10 +129,18 @@ async fn points_carry_tags_fields_and_event_time() {
         "source_offset": 7,
         "source_partition": 0,
     });
-    assert_eq!(Value::Object(rows[0].clone()), want_scored);
+    // InfluxDB's JSON writes 257.0 as 257; compare numbers as numbers.
+    assert_eq!(
+        numbers_as_f64(Value::Object(rows[0].clone())),
+        numbers_as_f64(want_scored)
+    );
     let f = &rows[1];
     assert_eq!(f["time"], json!(failure.original_event.timestamp));
-    assert_eq!(f["meter_id"], json!("feeder 7, bay=2"), "tag escaping round-trips");
+    assert_eq!(
+        f["meter_id"],
+        json!("feeder 7, bay=2"),
+        "tag escaping round-trips"
+    );
     assert_eq!(f["anomaly_type"], json!("EQUIPMENT_FAILURE"));
     assert_eq!(f["severity"], json!("CRITICAL"));
     assert_eq!(f["zscore"], Value::Null, "no evidence, no field");
@@ -132,7 +156,9 @@ async fn points_carry_tags_fields_and_event_time() {
         .map(|v| v[0].as_str().unwrap())
         .collect();
     assert_eq!(tags, ["anomaly_type", "meter_id", "severity"]);
-    let fields = server.query(Some(DB), "SHOW FIELD KEYS FROM anomalies").await;
+    let fields = server
+        .query(Some(DB), "SHOW FIELD KEYS FROM anomalies")
+        .await;
     let fields: BTreeMap<&str, &str> = fields["results"][0]["series"][0]["values"]
         .as_array()
         .unwrap()
@@ -164,7 +190,10 @@ async fn passes_the_sink_compliance_harness() {
         .await
         .unwrap();
     assert_eq!(report.checked_positions, 175);
-    assert_eq!(report.recovered_after_crash, None, "idempotent, not recovering");
+    assert_eq!(
+        report.recovered_after_crash, None,
+        "idempotent, not recovering"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,7 +240,11 @@ async fn refused_lines_and_undecodable_records_alone_are_dead_lettered() {
     let mut batch = records(0, 0..40);
     // 9 and 23: event time in the conflicting shard; 31: beyond the year
     // 2262, which InfluxDB cannot store; 17: not Avro at all.
-    for (o, ts) in [(9, week_b + 60_000), (23, week_b + 120_000), (31, 9_000_000_000_000_000)] {
+    for (o, ts) in [
+        (9, week_b + 60_000),
+        (23, week_b + 120_000),
+        (31, 9_000_000_000_000_000),
+    ] {
         let mut e = sample_anomaly(0, o);
         e.original_event.timestamp = ts;
         batch[o as usize] = record(0, o, &e);
@@ -230,10 +263,18 @@ async fn refused_lines_and_undecodable_records_alone_are_dead_lettered() {
     assert_eq!(dead.keys().copied().collect::<Vec<_>>(), [9, 17, 23, 31]);
     assert!(dead[&9].contains("field type conflict"), "{}", dead[&9]);
     assert!(dead[&31].starts_with("HTTP 400"), "{}", dead[&31]);
-    assert!(dead[&17].contains("not a framed Avro record"), "{}", dead[&17]);
-    assert!(out.dead_letters.iter().all(|d| d.reason == reason::PERMANENT_SINK_ERROR
-        && d.attempts == 1
-        && d.stage == "influxdb"));
+    assert!(
+        dead[&17].contains("not a framed Avro record"),
+        "{}",
+        dead[&17]
+    );
+    assert!(
+        out.dead_letters
+            .iter()
+            .all(|d| d.reason == reason::PERMANENT_SINK_ERROR
+                && d.attempts == 1
+                && d.stage == "influxdb")
+    );
     assert_eq!(out.dead_letters[1].original, batch[17].value.to_vec());
 
     let mut got = offsets(&server, 0).await;
@@ -273,7 +314,10 @@ async fn basic_auth_works_and_wrong_credentials_are_permanent() {
     };
     // With auth on and no user yet, 1.x lets the first admin be created.
     server
-        .query(None, "CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES")
+        .query(
+            None,
+            "CREATE USER admin WITH PASSWORD 'right' WITH ALL PRIVILEGES",
+        )
         .await;
     server.admin = Some(("admin".into(), "right".into()));
     server.create_database(DB).await;
@@ -282,7 +326,10 @@ async fn basic_auth_works_and_wrong_credentials_are_permanent() {
     config.username = Some("admin".into());
     config.password = Some(Secret::new("right"));
     let mut sink = InfluxDbSink::new(&config).unwrap();
-    assert!(!format!("{sink:?}").contains("right"), "no password in Debug");
+    assert!(
+        !format!("{sink:?}").contains("right"),
+        "no password in Debug"
+    );
     let out = deliver(&mut sink, &records(0, 0..10), &RetryPolicy::default()).await;
     assert_eq!(out.written, 10, "{:?}", out.dead_letters.first());
     assert_eq!(offsets(&server, 0).await.len(), 10);
@@ -290,15 +337,25 @@ async fn basic_auth_works_and_wrong_credentials_are_permanent() {
     config.password = Some(Secret::new("wrong"));
     let mut sink = InfluxDbSink::new(&config).unwrap();
     let out = deliver(&mut sink, &records(0, 10..13), &RetryPolicy::default()).await;
-    assert_eq!((out.written, out.retries, out.dead_letters.len()), (0, 0, 3));
-    assert!(out.dead_letters[0].message.starts_with("HTTP 401"), "{}", out.dead_letters[0].message);
+    assert_eq!(
+        (out.written, out.retries, out.dead_letters.len()),
+        (0, 0, 3)
+    );
+    assert!(
+        out.dead_letters[0].message.starts_with("HTTP 401"),
+        "{}",
+        out.dead_letters[0].message
+    );
     assert!(!out.dead_letters[0].message.contains("wrong"));
 
     config.username = None;
     config.password = None;
     let mut sink = InfluxDbSink::new(&config).unwrap();
     let e = sink.write(&records(0, 13..14)).await.unwrap_err();
-    assert!(matches!(&e, SinkError::Permanent(m) if m.starts_with("HTTP 401")), "{e:?}");
+    assert!(
+        matches!(&e, SinkError::Permanent(m) if m.starts_with("HTTP 401")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +386,11 @@ async fn an_outage_is_retried_then_dead_lettered_and_a_replay_loses_nothing() {
                 assert_eq!(d.reason, reason::RETRIES_EXHAUSTED);
                 assert_eq!(d.attempts, 4);
                 assert_eq!(d.stage, "influxdb");
-                assert!(d.message.starts_with("gave up after 4 attempts"), "{}", d.message);
+                assert!(
+                    d.message.starts_with("gave up after 4 attempts"),
+                    "{}",
+                    d.message
+                );
             }
         } else {
             assert_eq!(out.written, 20, "batch {i}: {:?}", out.dead_letters.first());
@@ -357,7 +418,11 @@ async fn an_outage_is_retried_then_dead_lettered_and_a_replay_loses_nothing() {
     assert_eq!(out.written, 60);
     let mut got = offsets(&server, 0).await;
     got.sort_unstable();
-    assert_eq!(got, (0..200).collect::<Vec<_>>(), "every record exactly once");
+    assert_eq!(
+        got,
+        (0..200).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,7 +448,11 @@ async fn a_server_back_within_the_retry_budget_loses_nothing() {
     let out = deliver(&mut sink, &records(0, 0..30), &policy).await;
     restarter.await.unwrap();
     assert!(out.retries >= 1, "the first attempt found the server down");
-    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters.first());
+    assert!(
+        out.dead_letters.is_empty(),
+        "{:?}",
+        out.dead_letters.first()
+    );
     assert_eq!(out.written, 30);
     assert_eq!(offsets(&*server.lock().await, 0).await.len(), 30);
 }

@@ -17,7 +17,10 @@ use gridwatch_connector::{RetryPolicy, deliver};
 use gridwatch_influxdb::{InfluxDbConfig, InfluxDbSink};
 
 /// (labels, values, timestamps) of every series of `metric`.
-async fn series(vm: &VictoriaMetrics, metric: &str) -> Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)> {
+async fn series(
+    vm: &VictoriaMetrics,
+    metric: &str,
+) -> Vec<(BTreeMap<String, String>, Vec<f64>, Vec<i64>)> {
     let mut out: Vec<_> = vm
         .export(&format!("{{__name__=\"{metric}\"}}"))
         .await
@@ -30,8 +33,18 @@ async fn series(vm: &VictoriaMetrics, metric: &str) -> Vec<(BTreeMap<String, Str
                 .filter(|(k, _)| *k != "__name__")
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
                 .collect();
-            let values = s["values"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-            let times = s["timestamps"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            let values = s["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let times = s["timestamps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect();
             (labels, values, times)
         })
         .collect();
@@ -47,7 +60,9 @@ async fn v2_writes_arrive_with_tags_values_and_event_times() {
     let base = vm.url("");
     let config = InfluxDbConfig::v2(base, "gridwatch", "anomalies", "test-token");
     let mut sink = InfluxDbSink::new(&config).unwrap();
-    let batch: Vec<_> = (0..74).map(|o| anomaly_record("anomalies", 0, o, 1)).collect();
+    let batch: Vec<_> = (0..74)
+        .map(|o| anomaly_record("anomalies", 0, o, 1))
+        .collect();
     let out = deliver(&mut sink, &batch, &RetryPolicy::default()).await;
     assert_eq!(out.written, 74, "{:?}", out.dead_letters.first());
 
@@ -69,7 +84,10 @@ async fn v2_writes_arrive_with_tags_values_and_event_times() {
             assert!(seen.insert(o, *t).is_none(), "offset {o} twice");
         }
     }
-    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (0..74).collect::<Vec<_>>());
+    assert_eq!(
+        seen.keys().copied().collect::<Vec<_>>(),
+        (0..74).collect::<Vec<_>>()
+    );
 
     // The evidence fields came through as numbers.
     let zscores = series(&vm, "anomalies_zscore").await;
@@ -81,8 +99,21 @@ async fn v2_writes_arrive_with_tags_values_and_event_times() {
         let e = sample_anomaly(0, o);
         assert_eq!(z_by_time[&e.original_event.timestamp], e.zscore.unwrap());
     }
-    for field in ["voltage", "current", "temperature", "window_mean", "window_stddev", "threshold", "window_count", "source_partition"] {
-        let n: usize = series(&vm, &format!("anomalies_{field}")).await.iter().map(|s| s.1.len()).sum();
+    for field in [
+        "voltage",
+        "current",
+        "temperature",
+        "window_mean",
+        "window_stddev",
+        "threshold",
+        "window_count",
+        "source_partition",
+    ] {
+        let n: usize = series(&vm, &format!("anomalies_{field}"))
+            .await
+            .iter()
+            .map(|s| s.1.len())
+            .sum();
         assert_eq!(n, 74, "{field}");
     }
 }
@@ -101,7 +132,9 @@ async fn v2_with_token_file_small_batches_and_no_gzip() {
     config.batch_size = 10;
     config.gzip = false;
     let mut sink = InfluxDbSink::new(&config).unwrap();
-    let batch: Vec<_> = (0..35).map(|o| anomaly_record("anomalies", 3, o, 1)).collect();
+    let batch: Vec<_> = (0..35)
+        .map(|o| anomaly_record("anomalies", 3, o, 1))
+        .collect();
     let out = deliver(&mut sink, &batch, &RetryPolicy::default()).await;
     assert_eq!(out.written, 35);
     let n: usize = series(&vm, "anomalies_source_partition")
@@ -132,6 +165,13 @@ async fn v2_against_a_closed_port_is_transient_then_dead_lettered() {
     assert_eq!(out.retries, 2);
     assert_eq!(out.dead_letters.len(), 1);
     let d = &out.dead_letters[0];
-    assert_eq!(d.reason, gridwatch_contracts::model::reason::RETRIES_EXHAUSTED);
-    assert!(d.message.contains("onnect"), "the cause is named: {}", d.message);
+    assert_eq!(
+        d.reason,
+        gridwatch_contracts::model::reason::RETRIES_EXHAUSTED
+    );
+    assert!(
+        d.message.contains("onnect"),
+        "the cause is named: {}",
+        d.message
+    );
 }

@@ -401,7 +401,9 @@ mod tests {
         assert!(e.contains("unknown field `bucket`"), "{e}");
         let e = parse(r#"{"compression": "gzip"}"#).unwrap_err().to_string();
         assert!(e.contains("unknown variant `gzip`"), "{e}");
-        let e = parse(r#"{"tls": {"verify": false}}"#).unwrap_err().to_string();
+        let e = parse(r#"{"tls": {"verify": false}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `verify`"), "{e}");
     }
 
@@ -453,8 +455,8 @@ mod tests {
 
     #[test]
     fn secrets_never_show_in_debug_output() {
-        let config = parse(r#"{"access_key_id": "AKIDEXAMPLE", "secret_access_key": "hunter2"}"#)
-            .unwrap();
+        let config =
+            parse(r#"{"access_key_id": "AKIDEXAMPLE", "secret_access_key": "hunter2"}"#).unwrap();
         let text = format!("{config:?}");
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("AKIDEXAMPLE"), "{text}");

@@ -19,8 +19,8 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use gridwatch_contracts::{AnomalyEvent, Disposition, ScoredReading, SensorReading, Severity};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 
 use crate::config::Compression;
 
@@ -352,7 +352,10 @@ pub fn writer_properties(
         .set_created_by(concat!("gridwatch-lake ", env!("CARGO_PKG_VERSION")).to_owned())
         .set_key_value_metadata(Some(vec![
             KeyValue::new("gridwatch.source_topic".to_owned(), p.topic.to_owned()),
-            KeyValue::new("gridwatch.source_partition".to_owned(), p.partition.to_string()),
+            KeyValue::new(
+                "gridwatch.source_partition".to_owned(),
+                p.partition.to_string(),
+            ),
             KeyValue::new("gridwatch.first_offset".to_owned(), first.to_string()),
             KeyValue::new("gridwatch.last_offset".to_owned(), last.to_string()),
         ]))

@@ -153,8 +153,14 @@ mod tests {
         assert_eq!(p.dirs(), "date=2026-03-02/hour=00");
         let p = TimePartition::of(Kind::Anomalies, before + 1);
         assert_eq!(p.dirs(), "date=2026-03-02");
-        assert_eq!(TimePartition::of(Kind::Readings, 0).dirs(), "date=1970-01-01/hour=00");
-        assert_eq!(TimePartition::of(Kind::Readings, -1).dirs(), "date=1969-12-31/hour=23");
+        assert_eq!(
+            TimePartition::of(Kind::Readings, 0).dirs(),
+            "date=1970-01-01/hour=00"
+        );
+        assert_eq!(
+            TimePartition::of(Kind::Readings, -1).dirs(),
+            "date=1969-12-31/hour=23"
+        );
         // Leap day.
         assert_eq!(
             TimePartition::of(Kind::Anomalies, 951_782_400_000).dirs(),
@@ -200,6 +206,9 @@ mod tests {
             "readings/date=2026-03-01/hour=23/part-p3-00000000000000000009-00000000000000000120.parquet"
         );
         assert!(a < b);
-        assert_eq!(state_file(Kind::Anomalies, 3), "_lake/state/anomalies/p3.json");
+        assert_eq!(
+            state_file(Kind::Anomalies, 3),
+            "_lake/state/anomalies/p3.json"
+        );
     }
 }

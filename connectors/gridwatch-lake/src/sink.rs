@@ -419,7 +419,8 @@ fn encode(
                 };
                 let batch = $batch(provenance, &group).map_err(|e| failed(e.to_string()))?;
                 let props = encoder::writer_properties(compression, provenance, first, last);
-                let bytes = encoder::to_parquet(&batch, props).map_err(|e| failed(e.to_string()))?;
+                let bytes =
+                    encoder::to_parquet(&batch, props).map_err(|e| failed(e.to_string()))?;
                 out.push((name, Bytes::from(bytes)));
             }
         }};

@@ -51,14 +51,19 @@ impl Lake {
                     display: format!("file://{}", dir.display()),
                 })
             }
-            Destination::S3 { bucket, prefix: root } => {
+            Destination::S3 {
+                bucket,
+                prefix: root,
+            } => {
                 // Transient S3 faults are retried by the sink driver's
                 // shared policy (FR-008); object_store's own retries are kept
                 // short so that a lake outage surfaces within seconds
                 // instead of its default three minutes.
-                let mut retry = RetryConfig::default();
-                retry.max_retries = 2;
-                retry.retry_timeout = Duration::from_secs(15);
+                let retry = RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(15),
+                    ..RetryConfig::default()
+                };
                 let mut options = ClientOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(60));

@@ -36,7 +36,11 @@ fn once(mut got: Vec<u64>, want: std::ops::Range<u64>) {
             *seen.entry(*o).or_default() += 1;
         }
         let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-        let missing: Vec<_> = want.iter().filter(|o| !seen.contains_key(o)).take(5).collect();
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|o| !seen.contains_key(o))
+            .take(5)
+            .collect();
         panic!(
             "{} rows, want {}: duplicated {twice:?}…, missing {missing:?}…",
             got.len(),
@@ -111,7 +115,11 @@ async fn a_million_events_land_once_in_their_event_time_partitions_on_s3() {
     assert_eq!(readings["per_partition"]["0"], PER_PARTITION);
     assert_eq!(readings["per_partition"]["1"], PER_PARTITION);
     let anomaly_rows = &summary["anomalies"];
-    assert_eq!(anomaly_rows["rows"], anomalies[0] + anomalies[1], "{summary}");
+    assert_eq!(
+        anomaly_rows["rows"],
+        anomalies[0] + anomalies[1],
+        "{summary}"
+    );
     assert_eq!(anomaly_rows["duplicated"], 0, "{summary}");
     assert_eq!(anomaly_rows["bad_partition"], 0, "{summary}");
     // Four days of hourly folders at least.
@@ -156,13 +164,9 @@ async fn a_crash_mid_flush_is_rolled_back_and_replayed_with_other_boundaries() {
 
     let mut sink = LakeSink::new(&config).unwrap();
     assert_eq!(sink.recover("scored", 0).await.unwrap(), Some(99));
-    let orphan = dir.path().join(layout::data_file(
-        Kind::Readings,
-        on_time,
-        0,
-        100,
-        298,
-    ));
+    let orphan = dir
+        .path()
+        .join(layout::data_file(Kind::Readings, on_time, 0, 100, 298));
     assert!(!orphan.exists(), "recovery deletes {}", orphan.display());
     // Replay from an older checkpoint (50) in other chunks and flushes.
     let records: Vec<_> = (50..300).map(|o| scored_record("scored", 0, o)).collect();
@@ -195,7 +199,10 @@ async fn an_s3_outage_during_a_flush_loses_and_duplicates_nothing() {
     let (dir, port) = server.stop().await;
     feed(&mut sink, "scored", 0, 100..200, 50, scored_record).await;
     let e = sink.flush().await.unwrap_err();
-    assert!(e.is_transient(), "an unreachable lake is worth retrying: {e}");
+    assert!(
+        e.is_transient(),
+        "an unreachable lake is worth retrying: {e}"
+    );
     feed(&mut sink, "scored", 0, 200..250, 50, scored_record).await;
     // Re-delivered overlap while the lake is down: skipped, not doubled.
     feed(&mut sink, "scored", 0, 150..250, 50, scored_record).await;
@@ -229,7 +236,11 @@ async fn refused_records_are_dead_lettered_and_the_rest_archived() {
         .map(|d| d.source_offset.unwrap())
         .collect();
     assert_eq!(refused, [3, 5, 6]);
-    assert!(out.dead_letters[0].message.contains("not framed Avro"), "{:?}", out.dead_letters[0]);
+    assert!(
+        out.dead_letters[0].message.contains("not framed Avro"),
+        "{:?}",
+        out.dead_letters[0]
+    );
     let Err(SinkError::Rejected(r)) = sink.write(&[foreign]).await else {
         panic!("a record of another topic is refused")
     };
@@ -324,5 +335,8 @@ async fn a_lake_refuses_offsets_of_another_topic() {
     let mut sink = LakeSink::new(&config).unwrap();
     let e = sink.recover("scored-v2", 0).await.unwrap_err();
     assert!(!e.is_transient());
-    assert!(e.to_string().contains("written from topic \"scored\""), "{e}");
+    assert!(
+        e.to_string().contains("written from topic \"scored\""),
+        "{e}"
+    );
 }

@@ -114,7 +114,11 @@ impl WebhookConfig {
                 ));
             }
             (Template::Pagerduty, Some(k)) if k.expose().trim().is_empty() => {
-                return Err(ConfigError::new(key("routing_key"), "", "a non-empty routing key"));
+                return Err(ConfigError::new(
+                    key("routing_key"),
+                    "",
+                    "a non-empty routing key",
+                ));
             }
             (Template::Pagerduty, Some(_)) | (_, None) => {}
             (_, Some(_)) => {
@@ -137,7 +141,11 @@ impl WebhookConfig {
         }
         for (name, value) in &self.headers {
             let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ConfigError::new(key("headers"), name, "header names of letters, digits and -")
+                ConfigError::new(
+                    key("headers"),
+                    name,
+                    "header names of letters, digits and -",
+                )
             })?;
             if HeaderValue::from_str(value.expose()).is_err() {
                 return Err(ConfigError::new(

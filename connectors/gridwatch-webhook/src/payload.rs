@@ -190,7 +190,10 @@ mod tests {
         assert_eq!(v["original_event"]["meter_id"], "meter-1-0005");
         assert_eq!(v["original_event"]["timestamp"], e.original_event.timestamp);
         assert_eq!(v["zscore"], 3.5);
-        assert_eq!(v["source"], json!({"topic":"anomalies","partition":1,"offset":5}));
+        assert_eq!(
+            v["source"],
+            json!({"topic":"anomalies","partition":1,"offset":5})
+        );
     }
 
     #[test]
@@ -208,7 +211,9 @@ mod tests {
         e.anomaly_type = AnomalyType::EquipmentFailure;
         e.field = None;
         e.original_event.status = MeterStatus::Failure;
-        assert!(summary(&e).contains("EQUIPMENT_FAILURE on meter meter-0-0000 at 2026-03-01T23:00:00Z: status FAILURE"));
+        assert!(summary(&e).contains(
+            "EQUIPMENT_FAILURE on meter meter-0-0000 at 2026-03-01T23:00:00Z: status FAILURE"
+        ));
     }
 
     #[test]

@@ -43,6 +43,10 @@ use crate::payload::{Alert, render};
 /// Longest receiver answer kept in an error (and so in a dead letter).
 const MAX_MESSAGE: usize = 1000;
 
+/// A batch by (partition, first offset, last offset, length): enough to
+/// recognise the driver retrying the same batch.
+type BatchId = (u32, u64, u64, usize);
+
 /// POSTs alerts for anomalies at or above a severity. Build with
 /// [`WebhookSink::new`].
 pub struct WebhookSink {
@@ -55,7 +59,7 @@ pub struct WebhookSink {
     headers: HeaderMap,
     /// The batch being retried, as (partition, first offset, last offset,
     /// length), and the offsets of it already delivered.
-    retrying: Option<((u32, u64, u64, usize), HashSet<u64>)>,
+    retrying: Option<(BatchId, HashSet<u64>)>,
 }
 
 impl std::fmt::Debug for WebhookSink {
@@ -87,12 +91,11 @@ impl WebhookSink {
         let token = match (&config.token, &config.token_file) {
             (Some(t), _) => Some(t.expose().to_owned()),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|source| {
-                    WebhookError::TokenFile {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| WebhookError::TokenFile {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let t = text.trim();
                 if t.is_empty() {
                     return Err(WebhookError::EmptyTokenFile { path: path.clone() });
@@ -168,7 +171,7 @@ impl Sink for WebhookSink {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return Ok(());
         };
-        let identity = (first.partition, first.offset, last.offset, batch.len());
+        let identity: BatchId = (first.partition, first.offset, last.offset, batch.len());
         let mut delivered = match self.retrying.take() {
             Some((id, done)) if id == identity => done,
             _ => HashSet::new(),

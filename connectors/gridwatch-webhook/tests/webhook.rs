@@ -85,7 +85,11 @@ async fn handle(
             .and_then(|s| s.parse().ok())
             .unwrap_or(200)
     } else if path == "reject-odd" {
-        if body["source"]["offset"].as_u64().unwrap_or(0) % 2 == 1 { 400 } else { 200 }
+        if body["source"]["offset"].as_u64().unwrap_or(0) % 2 == 1 {
+            400
+        } else {
+            200
+        }
     } else {
         200
     };
@@ -99,7 +103,9 @@ async fn handle(
 }
 
 fn records(offsets: std::ops::Range<u64>) -> Vec<SinkRecord> {
-    offsets.map(|o| anomaly_record("anomalies", 0, o, 1)).collect()
+    offsets
+        .map(|o| anomaly_record("anomalies", 0, o, 1))
+        .collect()
 }
 
 fn config(url: &str) -> WebhookConfig {
@@ -132,7 +138,10 @@ async fn critical_anomalies_are_posted_as_json_with_headers_and_token() {
 
     // Offsets divisible by 5 are CRITICAL, the rest WARNING.
     let out = deliver(&mut sink, &records(0..20), &RetryPolicy::default()).await;
-    assert_eq!((out.written, out.retries, out.dead_letters.len()), (20, 0, 0));
+    assert_eq!(
+        (out.written, out.retries, out.dead_letters.len()),
+        (20, 0, 0)
+    );
     let all = receiver.all();
     assert_eq!(all.len(), 4);
     for (r, o) in all.iter().zip([0, 5, 10, 15]) {
@@ -144,8 +153,14 @@ async fn critical_anomalies_are_posted_as_json_with_headers_and_token() {
         assert_eq!(r.body["anomaly_id"], e.anomaly_id);
         assert_eq!(r.body["severity"], "CRITICAL");
         assert_eq!(r.body["anomaly_type"], "VOLTAGE_SURGE");
-        assert_eq!(r.body["original_event"]["meter_id"], e.original_event.meter_id);
-        assert_eq!(r.body["original_event"]["timestamp"], e.original_event.timestamp);
+        assert_eq!(
+            r.body["original_event"]["meter_id"],
+            e.original_event.meter_id
+        );
+        assert_eq!(
+            r.body["original_event"]["timestamp"],
+            e.original_event.timestamp
+        );
         assert_eq!(r.body["zscore"], e.zscore.unwrap());
         assert_eq!(r.body["source"]["topic"], "anomalies");
         assert_eq!(r.body["source"]["offset"], o);
@@ -184,10 +199,13 @@ async fn slack_pagerduty_and_alertmanager_shapes() {
     deliver(&mut sink, &records(0..20), &RetryPolicy::default()).await;
 
     let by_path: BTreeMap<String, Vec<Value>> =
-        receiver.all().into_iter().fold(BTreeMap::new(), |mut m, r| {
-            m.entry(r.path).or_default().push(r.body);
-            m
-        });
+        receiver
+            .all()
+            .into_iter()
+            .fold(BTreeMap::new(), |mut m, r| {
+                m.entry(r.path).or_default().push(r.body);
+                m
+            });
 
     let slack = &by_path["slack"];
     assert_eq!(slack.len(), 2);
@@ -195,7 +213,9 @@ async fn slack_pagerduty_and_alertmanager_shapes() {
     assert_eq!(obj.keys().collect::<Vec<_>>(), ["text"]);
     let text = slack[0]["text"].as_str().unwrap();
     assert!(
-        text.starts_with("CRITICAL VOLTAGE_SURGE on meter meter-0-0000 at 2026-03-01T23:00:00Z: voltage 250 V"),
+        text.starts_with(
+            "CRITICAL VOLTAGE_SURGE on meter meter-0-0000 at 2026-03-01T23:00:00Z: voltage 250 V"
+        ),
         "{text}"
     );
 
@@ -208,7 +228,12 @@ async fn slack_pagerduty_and_alertmanager_shapes() {
     assert_eq!(pd[1]["payload"]["severity"], "critical");
     assert_eq!(pd[1]["payload"]["source"], "meter-0-0005");
     assert_eq!(pd[1]["payload"]["timestamp"], "2026-03-01T23:05:00Z");
-    assert!(pd[1]["payload"]["summary"].as_str().unwrap().contains("VOLTAGE_SURGE"));
+    assert!(
+        pd[1]["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("VOLTAGE_SURGE")
+    );
 
     let am = &by_path["api/v2/alerts"];
     assert_eq!(am.len(), 1, "one request per batch");
@@ -220,7 +245,12 @@ async fn slack_pagerduty_and_alertmanager_shapes() {
     assert_eq!(alerts[3]["labels"]["meter_id"], "meter-0-0015");
     assert_eq!(alerts[3]["labels"]["anomaly_id"], e.anomaly_id);
     assert_eq!(alerts[3]["startsAt"], "2026-03-01T23:15:00Z");
-    assert!(alerts[3]["annotations"]["summary"].as_str().unwrap().starts_with("CRITICAL"));
+    assert!(
+        alerts[3]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("CRITICAL")
+    );
 }
 
 #[tokio::test]
@@ -229,7 +259,10 @@ async fn a_503_is_retried_and_nothing_is_sent_twice() {
     // First alert refused twice.
     let mut sink = WebhookSink::new(&config(&format!("{base}/script/503,503"))).unwrap();
     let out = deliver(&mut sink, &records(0..20), &quick()).await;
-    assert_eq!((out.written, out.retries, out.dead_letters.len()), (20, 2, 0));
+    assert_eq!(
+        (out.written, out.retries, out.dead_letters.len()),
+        (20, 2, 0)
+    );
     assert_eq!(offsets(&receiver.accepted()), [0, 5, 10, 15]);
 
     // The second alert of the batch refused: the retry does not re-send the first.
@@ -248,7 +281,8 @@ async fn a_503_is_retried_and_nothing_is_sent_twice() {
 #[tokio::test]
 async fn exhausted_retries_dead_letter_the_batch() {
     let (_receiver, base) = Receiver::start().await;
-    let mut sink = WebhookSink::new(&config(&format!("{base}/script/503,503,503,503,503"))).unwrap();
+    let mut sink =
+        WebhookSink::new(&config(&format!("{base}/script/503,503,503,503,503"))).unwrap();
     let out = deliver(&mut sink, &records(0..3), &quick()).await;
     assert_eq!((out.written, out.retries), (0, 3));
     assert_eq!(out.dead_letters.len(), 3);
@@ -280,9 +314,17 @@ async fn a_400_goes_to_the_dlq_at_once_and_only_for_the_refused_alert() {
     let mut batch = records(0..8);
     batch[6].value = Bytes::from_static(b"garbage");
     let out = deliver(&mut sink, &batch, &quick()).await;
-    let dead: Vec<_> = out.dead_letters.iter().map(|d| d.source_offset.unwrap()).collect();
+    let dead: Vec<_> = out
+        .dead_letters
+        .iter()
+        .map(|d| d.source_offset.unwrap())
+        .collect();
     assert_eq!(dead, [1, 3, 5, 6, 7]);
-    assert!(out.dead_letters[3].message.starts_with("not an anomaly record"));
+    assert!(
+        out.dead_letters[3]
+            .message
+            .starts_with("not an anomaly record")
+    );
     assert_eq!(out.written, 3);
 }
 
@@ -310,7 +352,10 @@ async fn compliance_at_a_deduplicating_receiver() {
                         let source = &body["payload"]["custom_details"]["source"];
                         incidents.insert(
                             body["dedup_key"].as_str().unwrap().to_owned(),
-                            (source["partition"].as_u64().unwrap() as u32, source["offset"].as_u64().unwrap()),
+                            (
+                                source["partition"].as_u64().unwrap() as u32,
+                                source["offset"].as_u64().unwrap(),
+                            ),
                         );
                     }
                     incidents

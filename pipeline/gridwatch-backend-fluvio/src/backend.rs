@@ -60,6 +60,16 @@ struct Cursor {
     stream: RecordStream,
 }
 
+/// What one attempt at a read gave.
+enum Fetched {
+    Records(Vec<InRecord>),
+    /// The stream skipped the first record asked for.
+    GapAtStart {
+        expected: u64,
+        got: u64,
+    },
+}
+
 /// One producer per (topic, partition), with a lock so a call's records are contiguous.
 struct PartitionProducer {
     producer: TopicProducerPool,
@@ -241,7 +251,8 @@ impl FluvioBackend {
             .map(|m| m.spec.partitions()))
     }
 
-    /// Waits until every partition of `name` has a leader that answers.
+    /// Waits until every partition of `name` has a leader that answers an
+    /// offsets request (the SC assigns leaders before the SPUs host them).
     async fn wait_ready(&self, name: &str, partitions: u32) -> Result<(), FluvioBackendError> {
         let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
         let mut delay = Duration::from_millis(20);
@@ -259,7 +270,6 @@ impl FluvioBackend {
                         .rsplit_once('-')
                         .is_some_and(|(t, p)| t == name && p.parse::<u32>().is_ok())
                         && m.spec.leader >= 0
-                        && m.status.leader.hw >= 0
                 })
                 .count() as u32;
             let mut ready = with_leader >= partitions;
@@ -465,6 +475,38 @@ impl FluvioBackend {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<InRecord>, FluvioBackendError> {
+        let mut attempts = 0;
+        loop {
+            match self.fetch_once(topic, partition, from, max, wait).await? {
+                Fetched::Records(out) => return Ok(out),
+                Fetched::GapAtStart { expected, got } => {
+                    // The stream skipped the very records asked for: a new
+                    // stream at `from` reads them from the log again.
+                    attempts += 1;
+                    tracing::debug!(%topic, partition, expected, got, attempts, "Read stream skipped records; reopening it at the first missing offset.");
+                    if attempts >= 5 {
+                        return Err(FluvioBackendError::Cluster {
+                            op: "read",
+                            target: format!("{topic}/{partition}"),
+                            message: format!(
+                                "the SPU's stream keeps skipping offsets {expected}..{got}"
+                            ),
+                            retryable: true,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Fetched, FluvioBackendError> {
         let target = format!("{topic}/{partition}");
         let (mut cursor, known) = match self.take_cursor(topic, partition, from) {
             Some(c) => (c, None),
@@ -475,47 +517,61 @@ impl FluvioBackend {
         };
         let max = max.max(1);
         let mut out = Vec::with_capacity(max.min(1024));
-        let first = match cursor.stream.next().now_or_never() {
-            Some(item) => item,
-            None => {
-                // Nothing here yet. If the partition already holds records
-                // past `from`, they are on their way: wait for them even when
-                // the caller asked not to wait (recovery reads with a zero
-                // wait and stops at the first empty answer).
-                let hw = match known {
-                    Some(o) => o.high_watermark,
-                    None => self.offsets(topic, partition).await?.high_watermark,
-                };
-                let wait = if from < hw {
-                    wait.max(AVAILABLE_WAIT)
-                } else {
-                    wait
-                };
-                // The stream yields one record per poll, so a timeout that
-                // cancels a pending poll loses nothing.
-                match tokio::time::timeout(wait, cursor.stream.next()).await {
-                    Ok(item) => item,
-                    Err(_) => {
-                        self.put_cursor(topic, partition, cursor);
-                        return Ok(out);
+        let mut deadline: Option<tokio::time::Instant> = None;
+        // Wait for the first record. If the partition already holds records
+        // past `from`, they are on their way: wait for them even when the
+        // caller asked not to wait (recovery reads with a zero wait and stops
+        // at the first empty answer). The stream yields one record per poll,
+        // so a timeout that cancels a pending poll loses nothing.
+        while out.is_empty() {
+            let item = match cursor.stream.next().now_or_never() {
+                Some(item) => item,
+                None => {
+                    let until = match deadline {
+                        Some(d) => d,
+                        None => {
+                            let hw = match known {
+                                Some(o) => o.high_watermark,
+                                None => self.offsets(topic, partition).await?.high_watermark,
+                            };
+                            let wait = if from < hw {
+                                wait.max(AVAILABLE_WAIT)
+                            } else {
+                                wait
+                            };
+                            *deadline.insert(tokio::time::Instant::now() + wait)
+                        }
+                    };
+                    match tokio::time::timeout_at(until, cursor.stream.next()).await {
+                        Ok(item) => item,
+                        Err(_) => {
+                            self.put_cursor(topic, partition, cursor);
+                            return Ok(Fetched::Records(out));
+                        }
                     }
                 }
+            };
+            if let Step::Gap { expected, got } = take(item, &cursor, &mut out, &target)? {
+                return Ok(Fetched::GapAtStart { expected, got });
             }
-        };
-        take(first, &mut cursor, &mut out, &target)?;
+        }
         // Then everything already here, up to `max`, without waiting.
         while out.len() < max {
-            match cursor.stream.next().now_or_never() {
-                None => break,
-                Some(item) => {
-                    if let Err(e) = take(item, &mut cursor, &mut out, &target) {
-                        if out.is_empty() {
-                            return Err(e);
-                        }
-                        // Hand out what arrived; the next call reopens and meets the error.
-                        tracing::warn!(%topic, partition, error = %e, "Read stream failed after some records; it will be reopened.");
-                        return Ok(out);
-                    }
+            let Some(item) = cursor.stream.next().now_or_never() else {
+                break;
+            };
+            match take(item, &cursor, &mut out, &target) {
+                Ok(Step::Took) => {}
+                Ok(Step::Gap { expected, got }) => {
+                    // Hand out what is contiguous; the cursor is dropped, so
+                    // the next read opens a stream at the first missing offset.
+                    tracing::debug!(%topic, partition, expected, got, "Read stream skipped records; the next read reopens it.");
+                    return Ok(Fetched::Records(out));
+                }
+                Err(e) => {
+                    // Hand out what arrived; the next call reopens and meets the error.
+                    tracing::warn!(%topic, partition, error = %e, "Read stream failed after some records; it will be reopened.");
+                    return Ok(Fetched::Records(out));
                 }
             }
         }
@@ -523,17 +579,30 @@ impl FluvioBackend {
             cursor.next = last.offset + 1;
         }
         self.put_cursor(topic, partition, cursor);
-        Ok(out)
+        Ok(Fetched::Records(out))
     }
 }
 
-/// Moves one stream item into `out`, skipping records before the cursor.
+/// What one stream item did to a read.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The record was the next one (or an earlier one, skipped).
+    Took,
+    /// The stream jumped past `expected`: records are missing from it.
+    Gap { expected: u64, got: u64 },
+}
+
+/// Moves one stream item into `out`, skipping records before the cursor and
+/// reporting a jump. Fluvio 0.50's SPU cuts a plain stream's response at
+/// `max_bytes` even inside a batch, and the client then acknowledges the
+/// whole batch, so the stream silently skips the cut-off records; a read
+/// that sees the jump reopens at the first missing offset.
 fn take(
     item: Option<Result<Record, ErrorCode>>,
-    cursor: &mut Cursor,
+    cursor: &Cursor,
     out: &mut Vec<InRecord>,
     target: &str,
-) -> Result<(), FluvioBackendError> {
+) -> Result<Step, FluvioBackendError> {
     match item {
         None => Err(FluvioBackendError::Cluster {
             op: "read",
@@ -545,10 +614,16 @@ fn take(
         Some(Ok(record)) => {
             let r = in_record(record);
             let expected = out.last().map_or(cursor.next, |l| l.offset + 1);
-            if r.offset >= expected {
+            if r.offset > expected {
+                return Ok(Step::Gap {
+                    expected,
+                    got: r.offset,
+                });
+            }
+            if r.offset == expected {
                 out.push(r);
             }
-            Ok(())
+            Ok(Step::Took)
         }
     }
 }

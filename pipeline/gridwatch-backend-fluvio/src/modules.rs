@@ -2,12 +2,13 @@
 //!
 //! [`register_smartmodule`] reads a module's `.wasm` and its
 //! `SmartModule.toml` (package name, group, version, params), and creates the
-//! SmartModule through the SC's admin API, replacing one registered under the
-//! same key. The key is the hub's convention, `name-group-version`
-//! (`gridwatch-detect-gridwatch-0-1-0`), so each version is its own object:
-//! a hot swap registers the new version next to the old one and reopens the
-//! consumer chain with the new qualified name, and a running stream keeps
-//! the instance it started with.
+//! SmartModule through the SC's admin API, replacing one registered with the
+//! same package and version. The SC stores a module that carries metadata
+//! under `name-group-version` (`gridwatch-detect-gridwatch-0.1.0`, whatever
+//! name the request gives), and lists and deletes it by qualified name, so
+//! each version is its own object: a hot swap registers the new version next
+//! to the old one and reopens the consumer chain with the new qualified name,
+//! and a running stream keeps the instance it started with.
 //!
 //! A consumer names a module by its package name (`gridwatch-detect`, which
 //! matches any registered version) or by its qualified name
@@ -51,7 +52,7 @@ impl ModuleSource {
 /// What was registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegisteredModule {
-    /// The SC object's name (`fluvio smartmodule list` shows it).
+    /// The key the SC stores it under (`name-group-version`).
     pub key: String,
     /// The package name (`gridwatch-detect`).
     pub name: String,
@@ -92,21 +93,10 @@ pub fn read_metadata(source: &ModuleSource) -> Result<SmartModuleMetadata, Fluvi
     Ok(meta)
 }
 
-/// The SC key for a package: `name-group-version`, with the version's dots
-/// as dashes so it is a valid Kubernetes object name as well.
+/// The key the SC stores a module with this metadata under (`fluvio
+/// smartmodule list` shows the qualified name instead).
 pub fn object_key(meta: &SmartModuleMetadata) -> String {
-    let p = &meta.package;
-    format!("{}-{}-{}", p.name, p.group, p.version)
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    meta.store_id()
 }
 
 /// Creates (or replaces) the SmartModule described by `source`.
@@ -127,28 +117,26 @@ pub async fn register_smartmodule_bytes(
     wasm: &[u8],
 ) -> Result<RegisteredModule, FluvioBackendError> {
     let key = object_key(&meta);
+    let qualified = meta.package.fqdn();
     let payload =
         SmartModuleWasm::from_raw_wasm_bytes(wasm).map_err(|e| FluvioBackendError::ModuleFile {
             path: key.clone(),
             message: format!("compressing the module: {e}"),
         })?;
     let existing = admin
-        .list::<SmartModuleSpec, _>(vec![key.clone()])
+        .list::<SmartModuleSpec, _>(vec![qualified.clone()])
         .await
-        .map_err(|e| FluvioBackendError::cluster("list SmartModules", &key, &e))?;
+        .map_err(|e| FluvioBackendError::cluster("list SmartModules", &qualified, &e))?;
     let replaced = existing.iter().any(|m| m.name == key);
     if replaced {
-        admin
-            .delete::<SmartModuleSpec>(key.clone())
-            .await
-            .map_err(|e| FluvioBackendError::cluster("delete SmartModule", &key, &e))?;
+        delete_smartmodule(admin, &qualified).await?;
     }
     let registered = RegisteredModule {
         key: key.clone(),
         name: meta.package.name.clone(),
         group: meta.package.group.clone(),
         version: meta.package.version.to_string(),
-        qualified_name: meta.package.fqdn(),
+        qualified_name: qualified,
         wasm_bytes: wasm.len(),
         replaced,
     };
@@ -182,12 +170,13 @@ pub async fn list_smartmodules(
         .collect())
 }
 
-/// Deletes a registered SmartModule by key.
-pub async fn delete_smartmodule(admin: &FluvioAdmin, key: &str) -> Result<(), FluvioBackendError> {
+/// Deletes a registered SmartModule by qualified name
+/// (`gridwatch/gridwatch-detect@0.1.0`), or by name for one without metadata.
+pub async fn delete_smartmodule(admin: &FluvioAdmin, name: &str) -> Result<(), FluvioBackendError> {
     admin
-        .delete::<SmartModuleSpec>(key.to_string())
+        .delete::<SmartModuleSpec>(name.to_string())
         .await
-        .map_err(|e| FluvioBackendError::cluster("delete SmartModule", key, &e))
+        .map_err(|e| FluvioBackendError::cluster("delete SmartModule", name, &e))
 }
 
 fn read_wasm(path: &Path) -> Result<Vec<u8>, FluvioBackendError> {
@@ -228,11 +217,11 @@ mod tests {
             let meta = read_metadata(&src).unwrap();
             assert_eq!(meta.package.name, name);
             assert_eq!(meta.package.group, "gridwatch");
-            assert_eq!(object_key(&meta), format!("{name}-gridwatch-0-1-0"));
+            assert_eq!(object_key(&meta), format!("{name}-gridwatch-0.1.0"));
             assert_eq!(meta.package.fqdn(), format!("gridwatch/{name}@0.1.0"));
             assert!(meta.params.len() > 0);
             let v2 = read_metadata(&src.clone().with_version("0.2.0-rc.1")).unwrap();
-            assert_eq!(object_key(&v2), format!("{name}-gridwatch-0-2-0-rc-1"));
+            assert_eq!(object_key(&v2), format!("{name}-gridwatch-0.2.0-rc.1"));
             let bad = read_metadata(&src.with_version("two")).unwrap_err();
             assert!(
                 bad.to_string()

@@ -30,6 +30,16 @@
 //!   instead of those just before the resume offset, and windows are
 //!   approximate until they refill. A budget well below the limit makes
 //!   that rare: a stream falls that far behind only under sustained overload.
+//!
+//! The SPU runs `look_back` when it receives the open request, which the
+//! client does not wait for. Records appended between the last read and
+//! that moment are replayed through `look_back` *and* then processed, so
+//! detect sees them twice (the second time as late). On a live stream that
+//! is a few records per reopen. [`ServerChainSpec::look_back_until`] names a
+//! module param that carries the resume offset to every module on each
+//! (re)open; a module that honours it (ignores `look_back` records at or
+//! after that offset) closes the gap exactly. Gridwatch's detect module does
+//! not read such a param yet.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -100,19 +110,28 @@ pub struct ServerChainSpec {
     /// Records through one chain instance before the stream is reopened
     /// (see the module docs). `fluvio.chain.reopen_after`.
     pub reopen_after: u64,
+    /// A param set to the resume offset on every (re)open, for modules that
+    /// skip `look_back` records at or after it (see the module docs).
+    pub look_back_until: Option<String>,
 }
 
 impl ServerChainSpec {
-    /// The invocations the consumer request carries.
-    pub fn invocations(&self) -> Vec<SmartModuleInvocation> {
+    /// The invocations the consumer request carries when it starts at `from`.
+    pub fn invocations(&self, from: u64) -> Vec<SmartModuleInvocation> {
         let lookback = self.lookback.map(LookbackSpec::to_fluvio);
         self.modules
             .iter()
-            .map(|m| SmartModuleInvocation {
-                wasm: SmartModuleInvocationWasm::Predefined(m.name.clone()),
-                kind: SmartModuleKind::Generic(SmartModuleContextData::None),
-                params: SmartModuleExtraParams::new(m.params.clone(), lookback.clone()),
-                name: Some(m.name.clone()),
+            .map(|m| {
+                let mut params = m.params.clone();
+                if let Some(key) = &self.look_back_until {
+                    params.insert(key.clone(), from.to_string());
+                }
+                SmartModuleInvocation {
+                    wasm: SmartModuleInvocationWasm::Predefined(m.name.clone()),
+                    kind: SmartModuleKind::Generic(SmartModuleContextData::None),
+                    params: SmartModuleExtraParams::new(params, lookback.clone()),
+                    name: Some(m.name.clone()),
+                }
             })
             .collect()
     }
@@ -154,8 +173,14 @@ impl ServerChainStream {
         from: u64,
         spec: ServerChainSpec,
     ) -> Result<Self, FluvioBackendError> {
-        let stream =
-            open_stream(backend.client(), topic, partition, from, spec.invocations()).await?;
+        let stream = open_stream(
+            backend.client(),
+            topic,
+            partition,
+            from,
+            spec.invocations(from),
+        )
+        .await?;
         tracing::debug!(
             topic,
             partition,
@@ -282,7 +307,7 @@ impl ServerChainStream {
             &self.topic,
             self.partition,
             self.next,
-            self.spec.invocations(),
+            self.spec.invocations(self.next),
         )
         .await?;
         self.stream = stream;
@@ -316,4 +341,46 @@ pub async fn open_server_chain(
     spec: ServerChainSpec,
 ) -> Result<ServerChainStream, FluvioBackendError> {
     ServerChainStream::open(backend, topic, partition, from, spec).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invocations_name_modules_and_carry_params_and_look_back() {
+        let spec = ServerChainSpec {
+            modules: vec![
+                NamedModule::new("gridwatch-validate").param("schemas", "{}"),
+                NamedModule::new("gridwatch/gridwatch-detect@0.2.0").param("threshold", "3"),
+            ],
+            lookback: Some(LookbackSpec::Age {
+                age: Duration::from_secs(305),
+                last: Some(100_000),
+            }),
+            reopen_after: 2_000_000,
+            look_back_until: Some("look_back_until".into()),
+        };
+        let inv = spec.invocations(42);
+        assert_eq!(inv.len(), 2);
+        match &inv[1].wasm {
+            SmartModuleInvocationWasm::Predefined(n) => {
+                assert_eq!(n, "gridwatch/gridwatch-detect@0.2.0")
+            }
+            other => panic!("{other:?}"),
+        }
+        let p = &inv[1].params;
+        assert_eq!(p.get("threshold").map(String::as_str), Some("3"));
+        assert_eq!(p.get("look_back_until").map(String::as_str), Some("42"));
+        let lb = p.lookback().expect("lookback");
+        assert_eq!((lb.last, lb.age), (100_000, Some(Duration::from_secs(305))));
+        let plain = ServerChainSpec {
+            look_back_until: None,
+            lookback: None,
+            ..spec
+        };
+        let inv = plain.invocations(7);
+        assert!(inv[0].params.get("look_back_until").is_none());
+        assert!(inv[0].params.lookback().is_none());
+    }
 }

@@ -194,6 +194,9 @@ async fn large_concurrent_appends_get_contiguous_offsets() {
         at = got.last().unwrap().offset + 1;
         all.extend(got);
     }
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.offset, i as u64, "reads are dense and in order");
+    }
     for (w, round, r) in &ranges {
         for (i, off) in r.clone().enumerate() {
             let v = String::from_utf8_lossy(&all[off as usize].value).into_owned();

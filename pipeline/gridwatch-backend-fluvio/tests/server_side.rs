@@ -73,6 +73,7 @@ fn chain_spec(
         ],
         lookback,
         reopen_after,
+        look_back_until: None,
     }
 }
 
@@ -197,6 +198,7 @@ fn compare(server: &[InRecord], inputs: &[InRecord], client: &[Bytes]) {
     assert_eq!(client.len(), inputs.len());
     let mut anomalies = 0;
     let mut dead = 0;
+    let mut differing = Vec::new();
     for ((s, i), c) in server.iter().zip(inputs).zip(client) {
         assert_eq!(s.offset, i.offset, "the chain keeps each input's offset");
         let (got, want) = (normalise(&s.value), normalise(c));
@@ -205,7 +207,23 @@ fn compare(server: &[InRecord], inputs: &[InRecord], client: &[Bytes]) {
             ChainRecord::DeadLetter(_) => dead += 1,
             ChainRecord::Reading(_) => {}
         }
-        assert_eq!(got, want, "output for offset {} differs", i.offset);
+        if got != want {
+            differing.push(i.offset);
+        }
+    }
+    if let (Some(first), Some(last)) = (differing.first(), differing.last()) {
+        let late = server
+            .iter()
+            .filter(|s| matches!(normalise(&s.value), ChainRecord::Scored(ref sc) if sc.disposition == gridwatch_contracts::Disposition::Late))
+            .count();
+        let i = differing[0] as usize;
+        panic!(
+            "{} of {} outputs differ (offsets {first}..={last}; {late} server outputs LATE); first: server {:?} client {:?}",
+            differing.len(),
+            server.len(),
+            normalise(&server[i].value),
+            normalise(&client[i])
+        );
     }
     eprintln!(
         "compared {} outputs: {anomalies} anomalies, {dead} dead letters, all equal",
@@ -247,8 +265,12 @@ async fn server_side_chain_equals_client_side_chain() {
         (5_990..6_000).collect::<Vec<_>>()
     );
     b.delete_topic(&t).await.unwrap();
-    delete_smartmodule(b.admin(), &v.key).await.unwrap();
-    delete_smartmodule(b.admin(), &d.key).await.unwrap();
+    delete_smartmodule(b.admin(), &v.qualified_name)
+        .await
+        .unwrap();
+    delete_smartmodule(b.admin(), &d.qualified_name)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,17 +289,20 @@ async fn reopened_chain_rewarms_through_look_back_and_stays_equal() {
     // A small budget forces a reopen after every chunk; look_back replays
     // the whole partition so each new instance has the old one's state.
     let spec = chain_spec(&v, &d, Some(LookbackSpec::Last(1_000_000)), 1_200);
+    // The stream opens on the empty topic (look_back replays nothing), then
+    // each chunk is appended and read until the stream has caught up. The
+    // SPU runs look_back when it receives the (re)open request, which the
+    // client does not wait for, so the next chunk is appended only after a
+    // pause: records appended in between would be warmed *and* processed
+    // (see `server_side`'s docs on `look_back_until`).
+    let quiesce = || tokio::time::sleep(Duration::from_secs(3));
+    let mut stream = open(&b, &t, 0, spec).await;
     let mut server = Vec::new();
-    let mut stream: Option<ServerChainStream> = None;
     for chunk in values.chunks(1_000) {
+        quiesce().await;
         append_readings(&b, &t, chunk).await;
-        let s = match stream.as_mut() {
-            Some(s) => s,
-            None => stream.insert(open(&b, &t, 0, spec.clone()).await),
-        };
-        server.extend(read(s, &b, &t, chunk.len()).await);
+        server.extend(read(&mut stream, &b, &t, chunk.len()).await);
     }
-    let stream = stream.unwrap();
     assert!(stream.reopens >= 3, "reopened {} times", stream.reopens);
     eprintln!(
         "the server-side chain was reopened {} times",
@@ -288,8 +313,12 @@ async fn reopened_chain_rewarms_through_look_back_and_stays_equal() {
     let client = client_chain().process(&input, 1_767_300_000_000).unwrap();
     compare(&server, &input, &client);
     b.delete_topic(&t).await.unwrap();
-    delete_smartmodule(b.admin(), &v.key).await.unwrap();
-    delete_smartmodule(b.admin(), &d.key).await.unwrap();
+    delete_smartmodule(b.admin(), &v.qualified_name)
+        .await
+        .unwrap();
+    delete_smartmodule(b.admin(), &d.qualified_name)
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,8 +358,12 @@ async fn modules_register_replace_and_list() {
     // A file that is not WASM is refused before anything reaches the cluster.
     let bogus = ModuleSource::new(PathBuf::from(file!()), src.metadata.clone());
     assert!(register_smartmodule(b.admin(), &bogus).await.is_err());
-    delete_smartmodule(b.admin(), &first.key).await.unwrap();
-    delete_smartmodule(b.admin(), &next.key).await.unwrap();
+    delete_smartmodule(b.admin(), &first.qualified_name)
+        .await
+        .unwrap();
+    delete_smartmodule(b.admin(), &next.qualified_name)
+        .await
+        .unwrap();
     let listed = list_smartmodules(b.admin()).await.unwrap();
     assert!(
         !listed

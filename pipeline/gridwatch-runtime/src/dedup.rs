@@ -45,7 +45,10 @@ impl Dedup {
         }
         seen.insert(at, ts);
         if let Some(&newest) = seen.back() {
-            let cutoff = newest - self.horizon_ms;
+            // Saturating: ingest sees timestamps before validate bounds
+            // them, and one near i64::MIN must not overflow (found by
+            // tests/tests/bad_input.rs, json-timestamp-i64-min.ndjson).
+            let cutoff = newest.saturating_sub(self.horizon_ms);
             while seen.front().is_some_and(|&t| t < cutoff) {
                 seen.pop_front();
             }
@@ -77,7 +80,7 @@ impl Dedup {
             return;
         }
         self.since_sweep = 0;
-        let cutoff = self.newest - self.horizon_ms;
+        let cutoff = self.newest.saturating_sub(self.horizon_ms);
         self.meters
             .retain(|_, seen| seen.back().is_some_and(|&t| t >= cutoff));
     }
@@ -114,5 +117,16 @@ mod tests {
             d.insert("m", 200_000_000 + i * 1000);
         }
         assert_eq!(d.meters.len(), 1, "silent meters swept");
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        let mut d = Dedup::new(10_000);
+        assert!(d.insert("m", i64::MIN));
+        assert!(!d.insert("m", i64::MIN));
+        assert!(d.insert("m", i64::MAX));
+        for i in 0..5000 {
+            d.insert(&format!("sweep-{i}"), i64::MIN + i);
+        }
     }
 }

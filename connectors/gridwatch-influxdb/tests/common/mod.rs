@@ -128,7 +128,10 @@ impl Influxd {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!("influxd did not answer /ping in 30s: {}", self.log()))
+        Err(format!(
+            "influxd did not answer /ping in 30s: {}",
+            self.log()
+        ))
     }
 
     /// The server's log so far, for failure messages.
@@ -138,7 +141,11 @@ impl Influxd {
 
     /// The base URL the sink is given.
     pub fn base(&self) -> Url {
-        let scheme = if self.options.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
             .parse()
             .expect("a URL")
@@ -202,7 +209,11 @@ impl Influxd {
     pub async fn select(&self, db: &str, q: &str) -> Vec<serde_json::Map<String, Value>> {
         let body = self.query(Some(db), q).await;
         let mut rows = Vec::new();
-        for series in body["results"][0]["series"].as_array().into_iter().flatten() {
+        for series in body["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let columns: Vec<String> = series["columns"]
                 .as_array()
                 .expect("columns")
@@ -297,7 +308,10 @@ impl VictoriaMetrics {
             let port = free_port();
             let log = std::fs::File::create(dir.path().join("vm.log")).expect("a log file");
             let child = Command::new("victoria-metrics")
-                .arg(format!("-storageDataPath={}", dir.path().join("data").display()))
+                .arg(format!(
+                    "-storageDataPath={}",
+                    dir.path().join("data").display()
+                ))
                 .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
                 // The test points are from 2026-03; the default retention
                 // (1 month) would drop them.

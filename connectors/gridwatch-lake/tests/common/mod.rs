@@ -11,8 +11,8 @@ use gridwatch_connector::SinkRecord;
 use gridwatch_contracts::codec::AvroRecord;
 use gridwatch_contracts::framing::{self, IdWidth};
 use gridwatch_contracts::{
-    AnomalyEvent, AnomalyType, Disposition, FieldScore, MeterStatus, ScoredReading,
-    SensorReading, Severity,
+    AnomalyEvent, AnomalyType, Disposition, FieldScore, MeterStatus, ScoredReading, SensorReading,
+    Severity,
 };
 use gridwatch_lake::LakeConfig;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -208,7 +208,7 @@ pub fn sample_scored(partition: u32, offset: u64) -> ScoredReading {
         voltage: 230.0 + (offset % 17) as f64 * 0.25,
         current: 5.0 + (offset % 5) as f64,
         temperature: 20.0 + (offset % 11) as f64,
-        status: if offset % 101 == 0 {
+        status: if offset.is_multiple_of(101) {
             MeterStatus::Degraded
         } else {
             MeterStatus::Ok
@@ -249,7 +249,7 @@ pub fn sample_scored(partition: u32, offset: u64) -> ScoredReading {
     ScoredReading {
         reading,
         source_offset: offset as i64 * 3 + i64::from(partition),
-        disposition: if offset % 97 == 0 {
+        disposition: if offset.is_multiple_of(97) {
             Disposition::Late
         } else {
             Disposition::Scored
