@@ -1,23 +1,28 @@
-//! The processor: one per input partition, running the SmartModule chain
+//! The processor: one per input partition, running a SmartModule chain
 //! and writing its results exactly once.
 //!
 //! Each processor owns partition `p` of the input and partition `p` of every
 //! output topic, so its outputs have a single writer. The protocol:
 //!
-//! 1. Read a batch of readings from the last position.
-//! 2. Run it through the chain (validate → detect).
-//! 3. Append the results to `scored`, `anomalies` and `dead-letter`
-//!    (durable when the append returns).
-//! 4. Every `checkpoint_events` readings or `checkpoint_interval`, record the
+//! 1. Read a batch of records from the last position.
+//! 2. Run it through the chain (for the grid pipeline, validate → detect).
+//! 3. Let the [`Router`] send each output to its topics (for the grid
+//!    pipeline, `scored`, `anomalies` and `dead-letter`; see
+//!    [`crate::grid`]) and append them (durable when the append returns).
+//! 4. Every `checkpoint_events` records or `checkpoint_interval`, record the
 //!    input position, the outputs' high watermarks and where to replay from
-//!    to rebuild detector state.
+//!    to rebuild chain state.
 //!
 //! After a crash the processor restarts from its checkpoint. Everything it
-//! wrote after the checkpoint is read back first, and identified by source
-//! position (anomaly ids, source offsets); re-processing then skips exactly
-//! those outputs. Detector state is rebuilt by replaying the inputs since
-//! `warm_from` (the state is a function of the last window), so every
-//! reading is scored once and every anomaly appears once.
+//! wrote after the checkpoint is read back first and identified by the
+//! router (anomaly ids, source offsets); re-processing then skips exactly
+//! those outputs. Chain state is rebuilt by replaying the inputs since
+//! `warm_from` (windowed state is a function of the last window), so every
+//! record is processed once and every output appears once.
+//!
+//! A running processor also takes a replacement chain ([`Swap`]): it warms
+//! the new chain over the same window and switches between two batches, so
+//! a hot-swap neither loses nor repeats a record.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,14 +32,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gridwatch_contracts::codec::AvroRecord;
 use gridwatch_contracts::framing::{self, IdWidth};
-use gridwatch_contracts::{AnomalyEvent, ChainRecord, DeadLetter, ScoredReading};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::backend::{BackendError, InRecord, OutRecord, TopicBackend};
 use crate::chain::{Chain, ChainError};
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore};
 use crate::metrics::Metrics;
-use crate::topics::{SchemaIds, Topics};
 
 /// How a processor paces itself.
 #[derive(Debug, Clone)]
@@ -75,7 +78,7 @@ pub enum ProcessorError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
-        "chain output at offset {offset} of partition {partition} is not a ChainRecord: {message}"
+        "chain output at offset {offset} of partition {partition} breaks the router's contract: {message}"
     )]
     BadOutput {
         partition: u32,
@@ -95,42 +98,107 @@ pub struct Progress {
     pub ready: std::sync::atomic::AtomicBool,
 }
 
+/// One record a [`Router`] sends to an output topic.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    /// Index into [`Router::outputs`].
+    pub output: usize,
+    /// The record's identity within its topic, as [`Router::identify`]
+    /// would compute it from the written bytes; recovery skips records
+    /// whose identity is already there.
+    pub identity: u64,
+    pub record: OutRecord,
+}
+
+/// What a record already in an output topic says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identified {
+    /// The input offset it came from, when the record carries it.
+    pub source_offset: Option<u64>,
+    pub identity: u64,
+}
+
+/// Where a chain's outputs go, and how to recognise them after a crash:
+/// the application-specific half of a processor.
+///
+/// Exactly-once needs both directions: [`Router::route`] stamps every
+/// output with an identity derived from its source position, and
+/// [`Router::identify`] recovers that identity from the written bytes, so
+/// that re-processing after a crash skips what is already there.
+pub trait Router: Send + Sync + 'static {
+    /// Output topics; partition `p` of each is written by processor `p`.
+    fn outputs(&self) -> Vec<String>;
+
+    /// Routes the chain's output for one input record of `partition`. An
+    /// `Err` stops the processor: a chain that breaks its own output
+    /// contract is a bug.
+    fn route(
+        &self,
+        partition: u32,
+        input: &InRecord,
+        output: &[u8],
+        out: &mut Vec<Routed>,
+    ) -> Result<(), String>;
+
+    /// Reads back a record written to output `output`.
+    fn identify(&self, output: usize, value: &[u8]) -> Option<Identified>;
+}
+
+/// A new chain for a running processor (hot-swap). The processor warms it
+/// over the current state window, then switches between two batches.
+pub struct Swap<C> {
+    pub chain: C,
+    /// Answered with how many records warmed the new chain, or why not.
+    pub done: oneshot::Sender<Result<usize, String>>,
+}
+
+impl<C> std::fmt::Debug for Swap<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swap").finish_non_exhaustive()
+    }
+}
+
 /// What a recovering processor has already written past its checkpoint.
 #[derive(Debug, Default)]
 struct AlreadyWritten {
-    scored: HashSet<u64>,
-    anomalies: HashSet<String>,
-    dead_letters: HashSet<u64>,
+    /// (output index, identity) of every record written past the checkpoint.
+    seen: HashSet<(usize, u64)>,
     /// Highest source offset among them; past it nothing can be a repeat.
     until: Option<u64>,
 }
 
 impl AlreadyWritten {
     fn is_empty(&self) -> bool {
-        self.until.is_none()
-    }
-    fn note(&mut self, offset: u64) {
-        self.until = Some(self.until.map_or(offset, |u| u.max(offset)));
+        self.until.is_none() && self.seen.is_empty()
     }
 }
 
 /// What every processor of a pipeline shares; cloned per partition.
-#[derive(Debug)]
 pub struct ProcessorContext<B> {
     pub backend: Arc<B>,
-    pub topics: Topics,
-    pub ids: SchemaIds,
+    /// The keyed, partitioned input topic.
+    pub input: String,
+    pub router: Arc<dyn Router>,
     pub config: ProcessorConfig,
     pub store: CheckpointStore,
     pub metrics: Metrics,
+}
+
+impl<B> std::fmt::Debug for ProcessorContext<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorContext")
+            .field("input", &self.input)
+            .field("outputs", &self.router.outputs())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<B> Clone for ProcessorContext<B> {
     fn clone(&self) -> Self {
         Self {
             backend: Arc::clone(&self.backend),
-            topics: self.topics.clone(),
-            ids: self.ids,
+            input: self.input.clone(),
+            router: Arc::clone(&self.router),
             config: self.config.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
@@ -141,9 +209,11 @@ impl<B> Clone for ProcessorContext<B> {
 /// One input partition's processor.
 pub struct Processor<B, C> {
     ctx: ProcessorContext<B>,
+    outputs: Vec<String>,
     chain: C,
     partition: u32,
     progress: Arc<Progress>,
+    swaps: Option<mpsc::Receiver<Swap<C>>>,
 }
 
 impl<B, C> std::fmt::Debug for Processor<B, C> {
@@ -162,15 +232,24 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         progress: Arc<Progress>,
     ) -> Self {
         Self {
+            outputs: ctx.router.outputs(),
             ctx,
             chain,
             partition,
             progress,
+            swaps: None,
         }
     }
 
-    fn name(&self) -> String {
-        format!("processor-{}", self.partition)
+    /// Accepts replacement chains from `swaps` while running (hot-swap).
+    pub fn with_swaps(mut self, swaps: mpsc::Receiver<Swap<C>>) -> Self {
+        self.swaps = Some(swaps);
+        self
+    }
+
+    /// The checkpoint name of partition `p`'s processor.
+    pub fn checkpoint_name(partition: u32) -> String {
+        format!("processor-{partition}")
     }
 
     fn output_key(topic: &str, partition: u32) -> String {
@@ -192,10 +271,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             "Processor recovered and live."
         );
 
+        // First offset and newest timestamp of recent batches: where to
+        // replay from to rebuild state (checkpoints, swaps).
         let mut batches: VecDeque<(u64, i64)> = VecDeque::new();
         if checkpoint.warm_from < position {
             batches.push_back((checkpoint.warm_from, i64::MIN));
         }
+        let mut swaps = self.swaps.take();
         let mut since_checkpoint = 0u64;
         let mut last_checkpoint = Instant::now();
         loop {
@@ -203,8 +285,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 break;
             }
             let fetched = tokio::select! {
-                r = self.ctx.backend.fetch(&self.ctx.topics.readings, p, position, self.ctx.config.batch_max, self.ctx.config.fetch_wait) => r?,
+                r = self.ctx.backend.fetch(&self.ctx.input, p, position, self.ctx.config.batch_max, self.ctx.config.fetch_wait) => r?,
                 _ = shutdown.changed() => Vec::new(),
+                Some(swap) = next_swap(&mut swaps) => {
+                    let warm_from = batches.front().map_or(position, |b| b.0);
+                    self.swap(swap, warm_from, position).await;
+                    Vec::new()
+                }
             };
             if let Some(first) = fetched.first() {
                 let newest = fetched
@@ -215,17 +302,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 self.progress.position.store(position, Ordering::Release);
                 self.progress.advanced.notify_waiters();
                 since_checkpoint += fetched.len() as u64;
-                batches.push_back((first.offset, first.timestamp_ms));
+                batches.push_back((first.offset, newest));
                 let cutoff = newest.saturating_sub(self.ctx.config.warm_window_ms);
                 while batches.len() > 1 && batches[1].1 <= cutoff {
                     batches.pop_front();
                 }
             }
-            let hw = self
-                .ctx
-                .backend
-                .high_watermark(&self.ctx.topics.readings, p)
-                .await?;
+            let hw = self.ctx.backend.high_watermark(&self.ctx.input, p).await?;
             self.ctx.metrics.set_lag(p, hw.saturating_sub(position));
             if since_checkpoint >= self.ctx.config.checkpoint_events
                 || (since_checkpoint > 0
@@ -247,10 +330,37 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         Ok(())
     }
 
+    /// Warms `swap.chain` over inputs `warm_from..position`, then makes it
+    /// the processor's chain. Runs between batches, so every reading is
+    /// scored by exactly one of the two chains.
+    async fn swap(&mut self, swap: Swap<C>, warm_from: u64, position: u64) {
+        let Swap { mut chain, done } = swap;
+        let started = Instant::now();
+        let result = replay(&self.ctx, self.partition, &mut chain, warm_from, position).await;
+        let answer = match result {
+            Ok(warmed) => {
+                self.chain = chain;
+                tracing::info!(
+                    partition = self.partition,
+                    warmed,
+                    position,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "Chain swapped; state re-warmed."
+                );
+                Ok(warmed)
+            }
+            Err(e) => {
+                tracing::error!(partition = self.partition, error = %e, "Swap failed while warming; the old chain keeps running.");
+                Err(e.to_string())
+            }
+        };
+        let _ = done.send(answer);
+    }
+
     async fn checkpoint(&self, input_offset: u64, warm_from: u64) -> Result<(), ProcessorError> {
         let started = Instant::now();
         let mut outputs = std::collections::BTreeMap::new();
-        for topic in self.ctx.topics.outputs() {
+        for topic in &self.outputs {
             let hw = self
                 .ctx
                 .backend
@@ -266,7 +376,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             taken_at_ms,
         };
         let store = self.ctx.store.clone();
-        let name = self.name();
+        let name = Self::checkpoint_name(self.partition);
         tokio::task::spawn_blocking(move || store.save(&name, &checkpoint))
             .await
             .map_err(|e| BackendError::Task(e.to_string()))??;
@@ -280,17 +390,17 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     /// replays the window before it into the chain.
     async fn recover(&mut self) -> Result<(Checkpoint, AlreadyWritten), ProcessorError> {
         let p = self.partition;
-        let start = self
+        let start = self.ctx.backend.log_start(&self.ctx.input, p).await?;
+        let mut checkpoint = self
             .ctx
-            .backend
-            .log_start(&self.ctx.topics.readings, p)
-            .await?;
-        let mut checkpoint = self.ctx.store.load(&self.name())?.unwrap_or_default();
+            .store
+            .load(&Self::checkpoint_name(p))?
+            .unwrap_or_default();
         checkpoint.input_offset = checkpoint.input_offset.max(start);
         checkpoint.warm_from = checkpoint.warm_from.clamp(start, checkpoint.input_offset);
 
         let mut already = AlreadyWritten::default();
-        for topic in self.ctx.topics.outputs() {
+        for (index, topic) in self.outputs.iter().enumerate() {
             let from = checkpoint
                 .outputs
                 .get(&Self::output_key(topic, p))
@@ -307,7 +417,12 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 let Some(last) = records.last() else { break };
                 at = last.offset + 1;
                 for r in &records {
-                    self.note_written(topic, &r.value, &mut already);
+                    if let Some(id) = self.ctx.router.identify(index, &r.value) {
+                        already.seen.insert((index, id.identity));
+                        if let Some(o) = id.source_offset {
+                            already.until = Some(already.until.map_or(o, |u| u.max(o)));
+                        }
+                    }
                 }
             }
         }
@@ -315,21 +430,14 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             tracing::info!(partition = p, until = ?already.until, "Outputs past the checkpoint found; re-processing will skip them.");
         }
 
-        let mut at = checkpoint.warm_from;
-        let now = now_ms();
-        let mut warmed = 0usize;
-        while at < checkpoint.input_offset {
-            let max = (checkpoint.input_offset - at).min(10_000) as usize;
-            let records = self
-                .ctx
-                .backend
-                .fetch(&self.ctx.topics.readings, p, at, max, Duration::ZERO)
-                .await?;
-            let Some(last) = records.last() else { break };
-            at = last.offset + 1;
-            warmed += records.len();
-            self.chain.warm(&records, now)?;
-        }
+        let warmed = replay(
+            &self.ctx,
+            p,
+            &mut self.chain,
+            checkpoint.warm_from,
+            checkpoint.input_offset,
+        )
+        .await?;
         if warmed > 0 {
             tracing::info!(
                 partition = p,
@@ -340,29 +448,6 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         Ok((checkpoint, already))
     }
 
-    fn note_written(&self, topic: &str, value: &[u8], already: &mut AlreadyWritten) {
-        let Ok(framed) = framing::parse(value, IdWidth::ContentId4) else {
-            return;
-        };
-        if topic == self.ctx.topics.scored {
-            if let Ok(s) = ScoredReading::from_avro(framed.datum) {
-                already.scored.insert(s.source_offset as u64);
-                already.note(s.source_offset as u64);
-            }
-        } else if topic == self.ctx.topics.anomalies {
-            if let Ok(a) = AnomalyEvent::from_avro(framed.datum) {
-                already.anomalies.insert(a.anomaly_id);
-            }
-        } else if topic == self.ctx.topics.dead_letter
-            && let Ok(d) = DeadLetter::from_avro(framed.datum)
-            && d.source_topic.as_deref() == Some(self.ctx.topics.readings.as_str())
-            && let Some(o) = d.source_offset
-        {
-            already.dead_letters.insert(o as u64);
-            already.note(o as u64);
-        }
-    }
-
     async fn process_batch(
         &mut self,
         records: &[InRecord],
@@ -370,67 +455,28 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     ) -> Result<(), ProcessorError> {
         let p = self.partition;
         let now = now_ms();
+        let started = Instant::now();
         let outputs = self.chain.process(records, now)?;
-        let mut scored = Vec::with_capacity(records.len());
-        let mut anomalies = Vec::new();
-        let mut dead = Vec::new();
+        self.ctx.metrics.stage_duration("detect", started.elapsed());
+        let mut routed = Vec::with_capacity(records.len() * 2);
+        let mut per_topic: Vec<Vec<OutRecord>> = vec![Vec::new(); self.outputs.len()];
         for (input, output) in records.iter().zip(outputs) {
-            let record =
-                ChainRecord::from_avro(&output).map_err(|e| ProcessorError::BadOutput {
+            routed.clear();
+            self.ctx
+                .router
+                .route(p, input, &output, &mut routed)
+                .map_err(|message| ProcessorError::BadOutput {
                     partition: p,
                     offset: input.offset,
-                    message: e.to_string(),
+                    message,
                 })?;
             let repeat = already.until.is_some_and(|u| input.offset <= u);
-            match record {
-                ChainRecord::Scored(s) => {
-                    let key = Some(Bytes::from(s.reading.meter_id.clone().into_bytes()));
-                    for a in &s.anomalies {
-                        if repeat && already.anomalies.contains(&a.anomaly_id) {
-                            continue;
-                        }
-                        self.ctx
-                            .metrics
-                            .anomaly(a.severity.as_str(), a.anomaly_type.as_str());
-                        anomalies.push(out(
-                            key.clone(),
-                            self.ctx.ids.anomaly,
-                            a,
-                            input.timestamp_ms,
-                        ));
-                    }
-                    if !(repeat && already.scored.contains(&input.offset)) {
-                        scored.push(out(key, self.ctx.ids.scored, &s, input.timestamp_ms));
-                    }
+            for r in routed.drain(..) {
+                if repeat && already.seen.contains(&(r.output, r.identity)) {
+                    continue;
                 }
-                ChainRecord::DeadLetter(mut d) => {
-                    d.source_topic = Some(self.ctx.topics.readings.clone());
-                    d.source_partition = Some(p as i32);
-                    d.source_offset = Some(input.offset as i64);
-                    if repeat && already.dead_letters.contains(&input.offset) {
-                        continue;
-                    }
-                    tracing::warn!(
-                        stage = %d.stage, reason = %d.reason, topic = %self.ctx.topics.readings,
-                        partition = p, offset = input.offset, bytes = d.original.len(),
-                        message = %d.message,
-                        "Event dead-lettered."
-                    );
-                    self.ctx.metrics.dead_letter(&d.stage, &d.reason);
-                    dead.push(out(
-                        input.key.clone(),
-                        self.ctx.ids.dead_letter,
-                        &d,
-                        input.timestamp_ms,
-                    ));
-                }
-                ChainRecord::Reading(_) => {
-                    return Err(ProcessorError::BadOutput {
-                        partition: p,
-                        offset: input.offset,
-                        message: "the chain returned an unscored reading; is detect missing?"
-                            .into(),
-                    });
+                if let Some(topic) = per_topic.get_mut(r.output) {
+                    topic.push(r.record);
                 }
             }
         }
@@ -439,18 +485,20 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         {
             *already = AlreadyWritten::default();
         }
-        let (a, b, c) = tokio::join!(
-            self.ctx.backend.append(&self.ctx.topics.scored, p, scored),
-            self.ctx
-                .backend
-                .append(&self.ctx.topics.anomalies, p, anomalies),
-            self.ctx
-                .backend
-                .append(&self.ctx.topics.dead_letter, p, dead),
-        );
-        a?;
-        b?;
-        c?;
+        let appends = self
+            .outputs
+            .iter()
+            .zip(per_topic)
+            .filter(|(_, records)| !records.is_empty())
+            .map(|(topic, records)| self.ctx.backend.append(topic, p, records));
+        let started = Instant::now();
+        for r in futures::future::join_all(appends).await {
+            if let Err(e) = r {
+                self.ctx.metrics.stage_error("append", e.is_retryable());
+                return Err(e.into());
+            }
+        }
+        self.ctx.metrics.stage_duration("append", started.elapsed());
         let wall = now_ms();
         self.ctx.metrics.latencies(
             records
@@ -460,6 +508,39 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         self.ctx.metrics.processed(records.len() as u64);
         Ok(())
     }
+}
+
+/// The next swap request, or never if the processor takes none.
+async fn next_swap<C>(swaps: &mut Option<mpsc::Receiver<Swap<C>>>) -> Option<Swap<C>> {
+    match swaps {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Feeds inputs `from..until` through `chain` for state only.
+async fn replay<B: TopicBackend, C: Chain>(
+    ctx: &ProcessorContext<B>,
+    partition: u32,
+    chain: &mut C,
+    from: u64,
+    until: u64,
+) -> Result<usize, ProcessorError> {
+    let mut at = from;
+    let now = now_ms();
+    let mut warmed = 0usize;
+    while at < until {
+        let max = (until - at).min(10_000) as usize;
+        let records = ctx
+            .backend
+            .fetch(&ctx.input, partition, at, max, Duration::ZERO)
+            .await?;
+        let Some(last) = records.last() else { break };
+        at = last.offset + 1;
+        warmed += records.len();
+        chain.warm(&records, now)?;
+    }
+    Ok(warmed)
 }
 
 /// Frames a contract record for a topic: magic byte, schema id, datum.

@@ -14,15 +14,19 @@ use gridwatch_runtime::backend::TopicBackend;
 use gridwatch_runtime::backend::embedded::EmbeddedBackend;
 use gridwatch_runtime::chain::{ModuleSpec, WasmChain};
 use gridwatch_runtime::checkpoint::CheckpointStore;
+use gridwatch_runtime::grid::GridRouter;
 use gridwatch_runtime::ingest::{Ingest, IngestConfig};
 use gridwatch_runtime::metrics::Metrics;
-use gridwatch_runtime::processor::{Processor, ProcessorConfig, ProcessorContext, Progress};
+use gridwatch_runtime::pipeline::{Pipeline, boxed};
+use gridwatch_runtime::processor::{Processor, ProcessorConfig, Progress};
+use gridwatch_runtime::sink::DeadLetterTopic;
 use gridwatch_runtime::topics::{SchemaIds, Topics};
 use tokio::sync::watch;
 
 use crate::config::AppConfig;
 use crate::http::{self, AppState};
 use crate::modules;
+use crate::swap::ModuleManager;
 
 /// Name of the lock file that keeps two processes off one data directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -140,34 +144,14 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     };
     tracing::info!(?ids, "Schemas registered.");
 
-    // The chain: validate → detect, with params from the config.
-    let (validate_path, validate_wasm) =
-        modules::load(&config.runtime.modules_dir, modules::VALIDATE)?;
-    let (detect_path, detect_wasm) = modules::load(&config.runtime.modules_dir, modules::DETECT)?;
-    tracing::info!(validate = %validate_path.display(), detect = %detect_path.display(), "SmartModules loaded.");
-    let schemas_param =
-        serde_json::json!({ ids.reading.to_string(): schema::SENSOR_READING }).to_string();
-    let mut validate_params = config.validate.to_params();
-    validate_params.push(("schemas".into(), schemas_param.clone()));
-    let mut detect_params: Vec<(String, String)> = config
-        .detector
-        .to_params()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-    detect_params.push(("schemas".into(), schemas_param));
-    let spec = vec![
-        ModuleSpec {
-            name: "gridwatch-validate".into(),
-            wasm: Bytes::from(validate_wasm),
-            params: validate_params,
-        },
-        ModuleSpec {
-            name: "gridwatch-detect".into(),
-            wasm: Bytes::from(detect_wasm),
-            params: detect_params,
-        },
-    ];
+    // The chain: validate → detect, with params from the config. A module
+    // hot-swapped earlier (saved under the data directory) wins over the
+    // built one.
+    let active_dir = config.data_dir.join("modules").join("active");
+    let (validate_source, validate_wasm) = load_module(&config, &active_dir, modules::VALIDATE)?;
+    let (detect_source, detect_wasm) = load_module(&config, &active_dir, modules::DETECT)?;
+    tracing::info!(validate = %validate_source, detect = %detect_source, "SmartModules loaded.");
+    let spec = chain_spec(&config, ids, validate_wasm, detect_wasm);
 
     let warm_window_ms =
         (config.detector.window + config.detector.allowed_lateness).as_millis() as i64;
@@ -179,27 +163,47 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         warm_window_ms,
         ..ProcessorConfig::default()
     };
-    let context = ProcessorContext {
-        backend: backend.clone(),
-        topics: topics.clone(),
-        ids,
-        config: processor_config,
-        store: store.clone(),
-        metrics: metrics.clone(),
-    };
     let engine = gridwatch_wasm_host::Engine::new().context("starting the WASM engine")?;
-    let mut warm_from = Vec::new();
-    let mut processors = Vec::new();
-    for p in 0..partitions {
-        let chain = {
-            let (engine, spec) = (engine.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || WasmChain::new(&engine, &spec)).await??
-        };
-        let checkpoint = store.load(&format!("processor-{p}"))?.unwrap_or_default();
-        warm_from.push(checkpoint.warm_from);
-        let processor = Processor::new(context.clone(), p, chain, progress[p as usize].clone());
-        processors.push(tokio::spawn(processor.run(shutdown_rx.clone())));
-    }
+
+    // The grid pipeline, declared in one place: readings → validate →
+    // detect → scored / anomalies / dead-letter, then the sinks.
+    let chains = {
+        let (engine, spec) = (engine.clone(), spec.clone());
+        move |_partition| WasmChain::new(&engine, &spec).map(boxed)
+    };
+    let pipeline = Pipeline::builder(backend.clone())
+        .input(&topics.readings)
+        .partitions(0..partitions)
+        .chain(chains)
+        .router(GridRouter::new(topics.clone(), ids, metrics.clone()))
+        .checkpoints(store.clone(), processor_config)
+        .metrics(metrics.clone())
+        .progress(progress.clone())
+        .dead_letters(DeadLetterTopic {
+            topic: topics.dead_letter.clone(),
+            schema_id: ids.dead_letter,
+        });
+    let pipeline = crate::sinks::attach(pipeline, &config, &topics)?;
+    let running = pipeline.run(shutdown_rx.clone())?;
+    let warm_from: Vec<u64> = (0..partitions)
+        .map(|p| {
+            store
+                .load(&Processor::<EmbeddedBackend, WasmChain>::checkpoint_name(p))
+                .map(|c| c.unwrap_or_default().warm_from)
+        })
+        .collect::<Result<_, _>>()?;
+
+    let manager = Arc::new(ModuleManager::new(
+        engine,
+        running.handle(),
+        metrics.clone(),
+        active_dir,
+        vec![
+            (spec[0].clone(), validate_source),
+            (spec[1].clone(), detect_source),
+        ],
+    ));
+    state.set_modules(manager.clone());
 
     let ingest = Arc::new(Ingest::new(
         backend.clone(),
@@ -218,6 +222,17 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     state.set_ingest(ingest.clone());
 
     let mut tasks = Vec::new();
+    let watch_dir = config.runtime.modules_watch_dir(&config.data_dir);
+    tasks.push(tokio::spawn(crate::swap::watch_dir(
+        manager,
+        watch_dir.clone(),
+        Duration::from_secs(1),
+        shutdown_rx.clone(),
+    )));
+    println!(
+        "Hot-swap: PUT /api/v1/modules/detect, `gridwatch modules swap detect FILE`, or drop detect.wasm into {}",
+        watch_dir.display()
+    );
     if config.simulator.enabled {
         tasks.push(crate::app::simulator::spawn(
             &config,
@@ -235,10 +250,6 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     } else {
         println!("Simulator off: send readings to POST http://{addr}/api/v1/readings");
     }
-    println!(
-        "Sinks on: topics `anomalies`, `scored` and `dead-letter` in {}",
-        config.data_dir.display()
-    );
     if config.runtime.status_interval > Duration::ZERO {
         tasks.push(tokio::spawn(status_line(
             metrics.clone(),
@@ -283,12 +294,59 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
-    for p in processors {
-        p.await.context("processor task")??;
-    }
+    running.join().await.context("pipeline")?;
     let _ = server.await;
     println!("Stopped cleanly.");
     Ok(())
+}
+
+/// Reads a module: the hot-swapped copy under the data directory if there
+/// is one, else the configured or built one. Returns where it came from.
+fn load_module(
+    config: &AppConfig,
+    active_dir: &std::path::Path,
+    file: &str,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    let active = active_dir.join(file);
+    if active.is_file() {
+        let bytes =
+            std::fs::read(&active).with_context(|| format!("reading {}", active.display()))?;
+        return Ok((format!("{} (hot-swapped)", active.display()), bytes));
+    }
+    let (path, bytes) = modules::load(&config.runtime.modules_dir, file)?;
+    Ok((path.display().to_string(), bytes))
+}
+
+/// The validate → detect chain with its params from the config.
+pub fn chain_spec(
+    config: &AppConfig,
+    ids: SchemaIds,
+    validate_wasm: Vec<u8>,
+    detect_wasm: Vec<u8>,
+) -> Vec<ModuleSpec> {
+    let schemas_param =
+        serde_json::json!({ ids.reading.to_string(): schema::SENSOR_READING }).to_string();
+    let mut validate_params = config.validate.to_params();
+    validate_params.push(("schemas".into(), schemas_param.clone()));
+    let mut detect_params: Vec<(String, String)> = config
+        .detector
+        .to_params()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    detect_params.push(("schemas".into(), schemas_param));
+    vec![
+        ModuleSpec {
+            name: "gridwatch-validate".into(),
+            wasm: Bytes::from(validate_wasm),
+            params: validate_params,
+        },
+        ModuleSpec {
+            name: "gridwatch-detect".into(),
+            wasm: Bytes::from(detect_wasm),
+            params: detect_params,
+        },
+    ]
 }
 
 /// Prints one line every interval: events/s, anomalies, dead letters, lag.

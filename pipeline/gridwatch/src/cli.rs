@@ -22,6 +22,80 @@ pub enum Command {
     /// Inspect and manage topics.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// List and hot-swap the SmartModules of a running instance.
+    #[command(subcommand)]
+    Modules(ModulesCommand),
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters: position, stage, reason, source and message.
+    List {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Show at most this many (the newest).
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one dead letter in full, with its original bytes.
+    Show {
+        /// PARTITION@OFFSET, as `dlq list` prints it.
+        position: String,
+        #[command(flatten)]
+        target: TopicTarget,
+    },
+    /// Re-deliver dead letters: sink failures to their sink, inputs to ingest.
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilter,
+        /// Say what would be replayed, and replay nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Which dead letters a DLQ command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct DlqFilter {
+    /// Only this stage (`ingest`, `validate`, or a sink: `kafka`, `influxdb`, `lake`, `webhook`).
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Only this reason code (`RETRIES_EXHAUSTED`, `OUT_OF_RANGE`, …).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub target: TopicTarget,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModulesCommand {
+    /// Show each module's name, version, hash and kind.
+    List(AdminTarget),
+    /// Replace a module in a running instance without stopping ingestion.
+    Swap {
+        /// Module to replace: `detect` or `validate`.
+        name: String,
+        /// The new `.wasm` file.
+        file: PathBuf,
+        #[command(flatten)]
+        target: AdminTarget,
+    },
+}
+
+/// A running instance's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTarget {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// URL of the running instance (default: the configured `http.listen`).
+    #[arg(long, env = "GRIDWATCH_URL")]
+    pub url: Option<String>,
+    /// Admin token (default: `admin.token` / `admin.token_file` of the config).
+    #[arg(long, env = "GRIDWATCH_ADMIN__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// Flags shared by commands that read the configuration.
@@ -94,6 +168,9 @@ pub struct TopicTarget {
     /// URL of a running instance (default: the configured `http.listen`).
     #[arg(long, env = "GRIDWATCH_URL")]
     pub url: Option<String>,
+    /// Admin token (default: `admin.token` / `admin.token_file` of the config).
+    #[arg(long, env = "GRIDWATCH_ADMIN__TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -150,5 +227,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             crate::app::run(config).await
         }
         Command::Topic(cmd) => crate::topic::dispatch(cmd).await,
+        Command::Modules(cmd) => crate::admin::modules(cmd).await,
+        Command::Dlq(cmd) => crate::dlq::dispatch(cmd).await,
     }
 }

@@ -15,6 +15,7 @@ use figment::providers::{Format, Yaml};
 use gridwatch_contracts::ConfigError;
 use gridwatch_detector::DetectorConfig;
 use gridwatch_registry::RegistryConfig;
+use gridwatch_registry::config::Secret;
 use gridwatch_validator::ValidateConfig;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,68 @@ pub struct AppConfig {
     pub runtime: RuntimeSection,
     /// The schema registry.
     pub registry: RegistryConfig,
+    /// Who may use the admin API.
+    pub admin: AdminSection,
+    /// Where results go besides the pipeline's own topics.
+    pub sinks: crate::sinks::SinksSection,
+}
+
+/// Who may use the admin API (module swap, DLQ replay, topic admin).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Bearer token the admin API requires. Required whenever `http.listen`
+    /// is not a loopback address.
+    pub token: Option<Secret>,
+    /// File holding the token (first line), for Kubernetes secrets.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminSection {
+    /// The token, read from `token_file` if that is set.
+    pub fn resolve(&self) -> Result<Option<Secret>, ConfigError> {
+        resolve_secret("admin", &self.token, &self.token_file)
+    }
+}
+
+/// A secret given inline or by file; the file's first line wins.
+pub fn resolve_secret(
+    section: &str,
+    inline: &Option<Secret>,
+    file: &Option<PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, file) {
+        (Some(_), Some(f)) => Err(ConfigError::new(
+            format!("{section}.token_file"),
+            f.display(),
+            format!("either {section}.token or {section}.token_file, not both"),
+        )),
+        (Some(t), None) if t.expose().is_empty() => Err(ConfigError::new(
+            format!("{section}.token"),
+            "\"\"",
+            "a non-empty token",
+        )),
+        (Some(t), None) => Ok(Some(t.clone())),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::new(
+                    format!("{section}.token_file"),
+                    f.display(),
+                    format!("a readable file ({e})"),
+                )
+            })?;
+            let token = text.lines().next().unwrap_or("").trim().to_owned();
+            if token.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{section}.token_file"),
+                    f.display(),
+                    "a file whose first line is the token",
+                ));
+            }
+            Ok(Some(Secret::new(token)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// validate's checks, as YAML.
@@ -88,6 +151,14 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Ingest requests per second across all clients (429 above); 0 is no limit.
+    pub ingest_rate_limit: f64,
+    /// Requests allowed in a burst above the rate.
+    pub ingest_burst: u32,
+    /// Bearer token `POST /api/v1/readings` requires; unset is open.
+    pub ingest_token: Option<Secret>,
+    /// File holding the ingest token (first line).
+    pub ingest_token_file: Option<PathBuf>,
 }
 
 /// The stream runtime.
@@ -113,6 +184,20 @@ pub struct RuntimeSection {
     pub status_interval: Duration,
     /// Where the SmartModules are; empty searches the usual places.
     pub modules_dir: PathBuf,
+    /// Modules dropped here are hot-swapped in; empty is
+    /// `<data_dir>/modules/incoming`.
+    pub modules_watch_dir: PathBuf,
+}
+
+impl RuntimeSection {
+    /// The watched directory, resolved against the data directory.
+    pub fn modules_watch_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.modules_watch_dir.as_os_str().is_empty() {
+            data_dir.join("modules").join("incoming")
+        } else {
+            self.modules_watch_dir.clone()
+        }
+    }
 }
 
 /// A configuration that cannot be used, said so a user can fix it.
@@ -194,12 +279,60 @@ impl AppConfig {
             )
             .into());
         }
+        if !(0.0..=10_000_000.0).contains(&self.http.ingest_rate_limit) {
+            return Err(ConfigError::new(
+                "http.ingest_rate_limit",
+                self.http.ingest_rate_limit,
+                "requests per second from 0 (no limit) to 10000000",
+            )
+            .into());
+        }
+        range(
+            "http.ingest_burst",
+            self.http.ingest_burst.into(),
+            1,
+            1_000_000,
+        )?;
+        resolve_secret(
+            "http.ingest",
+            &self.http.ingest_token,
+            &self.http.ingest_token_file,
+        )
+        .map_err(|mut e| {
+            e.key = e.key.replace("http.ingest.", "http.ingest_");
+            e
+        })?;
+        let admin = self.admin.resolve()?;
+        if admin.is_none() && !self.http.listen.ip().is_loopback() {
+            return Err(ConfigError::new(
+                "admin.token",
+                "(unset)",
+                format!(
+                    "a token (admin.token or admin.token_file) whenever http.listen is not a loopback address, and it is {}; without one anyone who reaches it could swap modules or replay the DLQ",
+                    self.http.listen
+                ),
+            )
+            .into());
+        }
+        self.sinks.validate()?;
         self.registry.validate()?;
         Ok(())
     }
 }
 
 /// Environment variables as a figment provider, from an explicit list.
+/// Top-level keys of the reference config whose values are not sections.
+fn top_level_scalars() -> Vec<String> {
+    serde_yaml::from_str::<serde_yaml::Mapping>(DEFAULT_YAML)
+        .map(|m| {
+            m.into_iter()
+                .filter(|(_, v)| !v.is_mapping())
+                .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn env_from(vars: &[(String, String)]) -> figment::providers::Serialized<serde_json::Value> {
     let mut root = serde_json::Map::new();
     for (name, value) in vars {
@@ -207,6 +340,14 @@ fn env_from(vars: &[(String, String)]) -> figment::providers::Serialized<serde_j
             continue;
         };
         if rest.is_empty() || rest == "URL" || rest == "CONFIG" {
+            continue;
+        }
+        // A variable without `__` is a config key only if it names a
+        // top-level scalar (GRIDWATCH_DATA_DIR). Others, such as the
+        // GRIDWATCH_PORT and GRIDWATCH_SERVICE_HOST Kubernetes injects for a
+        // Service named `gridwatch`, or GRIDWATCH_LOG_FORMAT, are not ours to
+        // reject. With `__` it is a section path, and an unknown one fails.
+        if !rest.contains("__") && !top_level_scalars().contains(&rest.to_ascii_lowercase()) {
             continue;
         }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
@@ -321,6 +462,10 @@ mod tests {
                 ("GRIDWATCH_SIMULATOR__ENABLED", "false"),
                 ("GRIDWATCH_HTTP__LISTEN", "127.0.0.1:0"),
                 ("OTHER", "x"),
+                // Kubernetes service links and logging are not config keys.
+                ("GRIDWATCH_PORT", "tcp://10.0.0.1:8080"),
+                ("GRIDWATCH_SERVICE_HOST", "10.0.0.1"),
+                ("GRIDWATCH_LOG_FORMAT", "json"),
             ]),
         )
         .unwrap();
@@ -329,6 +474,50 @@ mod tests {
         assert_eq!(c.detector.fields.len(), 2);
         assert!(!c.simulator.enabled);
         assert_eq!(c.http.listen.port(), 0);
+    }
+
+    #[test]
+    fn unknown_section_paths_in_the_environment_fail() {
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_DETECTR__THRESHOLD", "3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("detectr"), "{err}");
+    }
+
+    #[test]
+    fn sinks_are_off_but_the_lake_is_on_by_default_and_env_turns_them_on() {
+        let c = AppConfig::load(None, &[]).unwrap();
+        assert!(c.sinks.kafka.is_none() && c.sinks.influxdb.is_none() && c.sinks.webhook.is_none());
+        assert!(c.sinks.lake.is_some());
+        let c = AppConfig::load(
+            None,
+            &env(&[
+                ("GRIDWATCH_SINKS__INFLUXDB__URL", "http://127.0.0.1:8086"),
+                ("GRIDWATCH_SINKS__INFLUXDB__DATABASE", "grid"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sinks.influxdb.unwrap().url.as_str(),
+            "http://127.0.0.1:8086/"
+        );
+    }
+
+    #[test]
+    fn a_public_listener_needs_an_admin_token() {
+        let err = AppConfig::load(None, &env(&[("GRIDWATCH_HTTP__LISTEN", "0.0.0.0:8080")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.token"), "{err}");
+        assert!(err.contains("0.0.0.0:8080"), "{err}");
+        AppConfig::load(
+            None,
+            &env(&[
+                ("GRIDWATCH_HTTP__LISTEN", "0.0.0.0:8080"),
+                ("GRIDWATCH_ADMIN__TOKEN", "s3cret"),
+            ]),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use gridwatch_registry::EmbeddedRegistry;
 use gridwatch_runtime::backend::TopicBackend;
 use gridwatch_runtime::backend::embedded::EmbeddedBackend;
@@ -21,6 +21,8 @@ use gridwatch_runtime::processor::{Progress, now_ms};
 use serde::{Deserialize, Serialize};
 
 use crate::config::AppConfig;
+use crate::swap::{ModuleManager, SwapRejected};
+use gridwatch_registry::Secret;
 
 /// What handlers share.
 pub struct AppState {
@@ -30,6 +32,13 @@ pub struct AppState {
     pub config: AppConfig,
     /// Set once the registry ids are known; ingest answers 503 before.
     ingest: OnceLock<Arc<Ingest<EmbeddedBackend>>>,
+    /// Set once the pipeline runs; module admin answers 503 before.
+    modules: OnceLock<Arc<ModuleManager>>,
+    /// Bearer tokens of the admin and ingest APIs, if required.
+    admin_token: Option<Secret>,
+    ingest_token: Option<Secret>,
+    /// The ingest rate limit (429 above it), if set.
+    ingest_limiter: Option<governor::DefaultDirectRateLimiter>,
 }
 
 impl AppState {
@@ -39,13 +48,31 @@ impl AppState {
         backend: Arc<EmbeddedBackend>,
         config: AppConfig,
     ) -> Self {
+        // Validated at start-up; a secret that vanished since is treated as unset.
+        let admin_token = config.admin.resolve().ok().flatten();
+        let ingest_token = crate::config::resolve_secret(
+            "http.ingest",
+            &config.http.ingest_token,
+            &config.http.ingest_token_file,
+        )
+        .ok()
+        .flatten();
+        let ingest_limiter = rate_limiter(config.http.ingest_rate_limit, config.http.ingest_burst);
         Self {
             metrics,
             progress,
             backend,
             config,
             ingest: OnceLock::new(),
+            modules: OnceLock::new(),
+            admin_token,
+            ingest_token,
+            ingest_limiter,
         }
+    }
+
+    pub fn set_modules(&self, modules: Arc<ModuleManager>) {
+        let _ = self.modules.set(modules);
     }
 
     pub fn set_ingest(&self, ingest: Arc<Ingest<EmbeddedBackend>>) {
@@ -55,27 +82,124 @@ impl AppState {
 
 type Shared = Arc<AppState>;
 
+fn rate_limiter(per_second: f64, burst: u32) -> Option<governor::DefaultDirectRateLimiter> {
+    use std::num::NonZeroU32;
+    if per_second <= 0.0 {
+        return None;
+    }
+    let period = Duration::from_secs_f64(1.0 / per_second);
+    let quota = governor::Quota::with_period(period)?
+        .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
+    Some(governor::RateLimiter::direct(quota))
+}
+
 pub fn router(state: Shared, registry: EmbeddedRegistry) -> Router {
     let limit = state.config.http.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    // Control and data-reading routes: admin token when one is set.
+    let admin = Router::new()
+        .route("/api/v1/modules", get(list_modules))
         .route(
-            "/api/v1/readings",
-            post(ingest).layer(DefaultBodyLimit::max(limit)),
+            "/api/v1/modules/{name}",
+            put(swap_module).layer(DefaultBodyLimit::max(MAX_MODULE_BYTES)),
         )
-        .route("/api/v1/status", get(status))
         .route("/api/v1/topics", get(list_topics).post(create_topic))
         .route(
             "/api/v1/topics/{topic}/partitions/{partition}/records",
             get(fetch_records),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
+    let ingest_routes = Router::new()
+        .route(
+            "/api/v1/readings",
+            post(ingest).layer(DefaultBodyLimit::max(limit)),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_ingest,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .merge(admin)
+        .merge(ingest_routes)
         .with_state(state)
         .nest(
             gridwatch_registry::V3_BASE_PATH,
             gridwatch_registry::router(registry),
         )
+}
+
+/// Constant-time comparison of a request's bearer token with the expected one.
+fn bearer_matches(headers: &HeaderMap, expected: &Secret) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), expected.expose().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(what: &str) -> Response {
+    let mut r = problem(
+        StatusCode::UNAUTHORIZED,
+        format!("{what} requires Authorization: Bearer <token>"),
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    r
+}
+
+async fn require_admin(
+    State(s): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &s.admin_token
+        && !bearer_matches(request.headers(), token)
+    {
+        tracing::warn!(path = %request.uri().path(), "Admin request without a valid token refused.");
+        return unauthorized("the admin API");
+    }
+    next.run(request).await
+}
+
+/// Ingest's token and rate limit, checked before the body is read.
+async fn guard_ingest(
+    State(s): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Some(token) = &s.ingest_token
+        && !bearer_matches(request.headers(), token)
+    {
+        return unauthorized("ingest");
+    }
+    if let Some(limiter) = &s.ingest_limiter
+        && let Err(not_until) = limiter.check()
+    {
+        use governor::clock::Clock as _;
+        let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+        s.metrics.stage_error("ingest", true);
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ingest rate limit reached; retry later",
+        );
+        if let Ok(v) = (wait.as_secs() + 1).to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    next.run(request).await
 }
 
 async fn readyz(State(s): State<Shared>) -> Response {
@@ -277,5 +401,40 @@ async fn fetch_records(
             problem(StatusCode::NOT_FOUND, e.to_string())
         }
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Largest `.wasm` a swap accepts; the built modules are well under 1 MiB.
+const MAX_MODULE_BYTES: usize = 64 * 1024 * 1024;
+
+async fn list_modules(State(s): State<Shared>) -> Response {
+    match s.modules.get() {
+        Some(m) => Json(m.list().await).into_response(),
+        None => problem(StatusCode::SERVICE_UNAVAILABLE, "starting up"),
+    }
+}
+
+/// `PUT /api/v1/modules/{name}` with the `.wasm` as the body: validates the
+/// module, then hot-swaps it in. 200 with the report; 422 if the module is
+/// rejected (the old one keeps running); 404 for an unknown module name.
+async fn swap_module(State(s): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
+    let Some(m) = s.modules.get() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "starting up");
+    };
+    if body.is_empty() {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the body must be the module's .wasm bytes",
+        );
+    }
+    match m.swap(&name, body, "admin-api".into()).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e @ SwapRejected::UnknownModule(_)) => problem(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ SwapRejected::Invalid { .. }) => {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e @ SwapRejected::Failed { .. }) => {
+            problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
 }

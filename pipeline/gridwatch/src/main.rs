@@ -4,14 +4,21 @@
 //! - `config`: layered YAML configuration with validation.
 //! - `app`: `gridwatch run`, wiring the runtime, registry, sources and HTTP.
 //! - `http`: the ingest, admin and metrics API.
+//! - `admin`: `gridwatch modules …`, a client of the admin API.
+//! - `dlq`: `gridwatch dlq list|show|replay`.
 //! - `topic`: `gridwatch topic list|create|consume`.
-//! - `modules`: finding the SmartModules.
+//! - `modules`: finding the SmartModules; `swap`: hot-swapping them.
+//! - `sinks`: the sinks `gridwatch run` attaches from `sinks.*`.
 
+mod admin;
 mod app;
 mod cli;
 mod config;
+mod dlq;
 mod http;
 mod modules;
+mod sinks;
+mod swap;
 mod topic;
 
 use clap::Parser;

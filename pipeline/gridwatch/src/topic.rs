@@ -16,7 +16,7 @@ use crate::cli::{ConsumeArgs, Format, TopicCommand, TopicTarget};
 use crate::http::FetchResponse;
 
 /// Where a topic command goes.
-enum Target {
+pub(crate) enum Target {
     Remote {
         client: reqwest::Client,
         base: String,
@@ -27,10 +27,23 @@ enum Target {
     },
 }
 
-async fn connect(target: &TopicTarget) -> anyhow::Result<Target> {
+pub(crate) async fn connect(target: &TopicTarget) -> anyhow::Result<Target> {
     let config = target.config.load()?;
+    // The admin API wants the token when one is configured.
+    let token = match &target.token {
+        Some(t) => Some(t.clone()),
+        None => config.admin.resolve()?.map(|s| s.expose().to_owned()),
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .context("the admin token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
+        .default_headers(headers)
         .build()?;
     let explicit = target.url.is_some();
     let base = target
@@ -115,13 +128,13 @@ pub async fn dispatch(cmd: TopicCommand) -> anyhow::Result<()> {
     }
 }
 
-struct Fetched {
-    records: Vec<(u64, Vec<u8>)>,
-    high_watermark: u64,
-    log_start: u64,
+pub(crate) struct Fetched {
+    pub(crate) records: Vec<(u64, Vec<u8>)>,
+    pub(crate) high_watermark: u64,
+    pub(crate) log_start: u64,
 }
 
-async fn fetch(
+pub(crate) async fn fetch(
     target: &Target,
     topic: &str,
     partition: u32,
@@ -170,7 +183,7 @@ async fn fetch(
     }
 }
 
-async fn partitions_of(target: &Target, topic: &str) -> anyhow::Result<u32> {
+pub(crate) async fn partitions_of(target: &Target, topic: &str) -> anyhow::Result<u32> {
     let n = match target {
         Target::Remote { client, base } => client
             .get(format!("{base}/api/v1/topics"))
