@@ -36,6 +36,35 @@ pub enum ChainError {
         "SmartModule chain returned {got} records for {want} inputs; a map chain must return one per input"
     )]
     Cardinality { want: usize, got: usize },
+    #[error("this chain cannot {what}")]
+    Unsupported { what: &'static str },
+    #[error("restoring the chain's state snapshot failed: {message}")]
+    Restore { message: String },
+}
+
+/// A chain's whole state between batches, and which chain it belongs to.
+///
+/// The processor writes one beside each checkpoint so that recovery
+/// restores state in one read instead of replaying a window of input
+/// (SR-005's RTO with many meters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSnapshot {
+    /// Identifies the modules and params; a snapshot only fits a chain with
+    /// the same fingerprint (a hot-swap makes older snapshots useless).
+    pub fingerprint: String,
+    /// Opaque images, one per module for [`WasmChain`].
+    pub images: Vec<Vec<u8>>,
+}
+
+impl ChainSnapshot {
+    /// Bytes held, for logs and metrics.
+    pub fn len(&self) -> usize {
+        self.images.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A module of the chain: its name, bytes and init params.
@@ -55,10 +84,33 @@ pub trait Chain: Send {
     fn warm(&mut self, records: &[InRecord], now_ms: i64) -> Result<(), ChainError> {
         self.process(records, now_ms).map(|_| ())
     }
+
+    /// Returns the chain to the state it was built in. After a failed batch
+    /// the processor resets the chain and rebuilds its state, then finds the
+    /// record that fails alone; a chain that cannot reset stops its
+    /// processor on the first failure instead.
+    fn reset(&mut self) -> Result<(), ChainError> {
+        Err(ChainError::Unsupported { what: "reset" })
+    }
+
+    /// The chain's state, if it can be captured; `None` when the chain has
+    /// no snapshots (state is then rebuilt by replay alone).
+    fn snapshot(&self) -> Option<Result<ChainSnapshot, ChainError>> {
+        None
+    }
+
+    /// Puts a snapshot back. `Ok(false)` when it belongs to another chain
+    /// (other modules or params) and was left alone.
+    fn restore(&mut self, snapshot: &ChainSnapshot) -> Result<bool, ChainError> {
+        let _ = snapshot;
+        Ok(false)
+    }
 }
 
 /// The chain on Gridwatch's wasmtime host: flat memory, limits, reused buffers.
 pub struct WasmChain {
+    builder: gridwatch_wasm_host::ChainBuilder,
+    fingerprint: String,
     chain: gridwatch_wasm_host::Chain,
     batch: gridwatch_wasm_host::Batch,
     output: gridwatch_wasm_host::Output,
@@ -86,11 +138,10 @@ impl WasmChain {
             }
             builder = builder.module(spec);
         }
-        let chain = builder.build().map_err(|e| ChainError::Init {
-            module: e.module().unwrap_or("chain").to_string(),
-            message: e.to_string(),
-        })?;
+        let chain = build_host(&builder)?;
         Ok(Self {
+            builder,
+            fingerprint: fingerprint(modules),
             chain,
             batch: gridwatch_wasm_host::Batch::new(),
             output: gridwatch_wasm_host::Output::default(),
@@ -103,7 +154,71 @@ impl WasmChain {
     }
 }
 
+fn build_host(
+    builder: &gridwatch_wasm_host::ChainBuilder,
+) -> Result<gridwatch_wasm_host::Chain, ChainError> {
+    builder.build().map_err(|e| ChainError::Init {
+        module: e.module().unwrap_or("chain").to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// What makes two chains the same: module names, bytes and params, in order.
+fn fingerprint(modules: &[ModuleSpec]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for m in modules {
+        for part in [m.name.as_bytes(), &m.wasm] {
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        for (k, v) in &m.params {
+            for part in [k.as_bytes(), v.as_bytes()] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+    }
+    format!("xxh3-128:{:032x}", h.digest128())
+}
+
 impl Chain for WasmChain {
+    fn reset(&mut self) -> Result<(), ChainError> {
+        self.chain = build_host(&self.builder)?;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Option<Result<ChainSnapshot, ChainError>> {
+        Some(
+            self.chain
+                .snapshot()
+                .map(|s| ChainSnapshot {
+                    fingerprint: self.fingerprint.clone(),
+                    images: s.memories,
+                })
+                .map_err(|e| ChainError::Process {
+                    offset: 0,
+                    message: e.to_string(),
+                }),
+        )
+    }
+
+    fn restore(&mut self, snapshot: &ChainSnapshot) -> Result<bool, ChainError> {
+        if snapshot.fingerprint != self.fingerprint {
+            return Ok(false);
+        }
+        let image = gridwatch_wasm_host::Snapshot {
+            memories: snapshot.images.clone(),
+        };
+        if let Err(e) = self.chain.restore(&image) {
+            // A half-restored chain is neither old nor new state.
+            self.reset()?;
+            return Err(ChainError::Restore {
+                message: e.to_string(),
+            });
+        }
+        Ok(true)
+    }
+
     fn process(&mut self, records: &[InRecord], now_ms: i64) -> Result<Vec<Bytes>, ChainError> {
         let Some(first) = records.first() else {
             return Ok(Vec::new());
@@ -271,6 +386,13 @@ impl SmartEngineChain {
 }
 
 impl Chain for SmartEngineChain {
+    fn reset(&mut self) -> Result<(), ChainError> {
+        self.instance = build(&self.engine, &self.modules)?;
+        self.since_build = 0;
+        self.recent.clear();
+        Ok(())
+    }
+
     fn process(&mut self, records: &[InRecord], now_ms: i64) -> Result<Vec<Bytes>, ChainError> {
         if self.since_build >= self.rebuild_after {
             self.rebuild(now_ms)?;

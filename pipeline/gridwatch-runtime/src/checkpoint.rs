@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ChainSnapshot;
+
 /// One processor's progress.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -22,7 +24,22 @@ pub struct Checkpoint {
     pub outputs: BTreeMap<String, u64>,
     /// Wall-clock time of the checkpoint, ms.
     pub taken_at_ms: i64,
+    /// Input offsets the chain failed on alone and that went to the dead
+    /// letters instead: a rebuild of chain state skips them. Only those at
+    /// or past `warm_from` are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poisoned: Vec<u64>,
 }
+
+/// A chain's state at an input offset, stored beside the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateSnapshot {
+    /// The chain has seen every input before this offset.
+    pub input_offset: u64,
+    pub chain: ChainSnapshot,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"GWSNAP01";
 
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +57,53 @@ pub enum CheckpointError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// Reads a snapshot file; `None` on any damage (the caller then replays).
+fn decode_snapshot(bytes: &[u8]) -> Option<StateSnapshot> {
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
+    if xxhash_rust::xxh3::xxh3_64(body).to_le_bytes() != sum {
+        return None;
+    }
+    let mut at = body.strip_prefix(SNAPSHOT_MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = at.split_at_checked(n)?;
+        at = rest;
+        Some(head)
+    };
+    let input_offset = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let len = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let fingerprint = String::from_utf8(take(usize::try_from(len).ok()?)?.to_vec()).ok()?;
+    let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let mut images = Vec::new();
+    for _ in 0..count {
+        let len = u64::from_le_bytes(take(8)?.try_into().ok()?);
+        images.push(take(usize::try_from(len).ok()?)?.to_vec());
+    }
+    Some(StateSnapshot {
+        input_offset,
+        chain: ChainSnapshot {
+            fingerprint,
+            images,
+        },
+    })
+}
+
+fn encode_snapshot(snapshot: &StateSnapshot) -> Vec<u8> {
+    let mut out = Vec::with_capacity(snapshot.chain.len() + 64);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&snapshot.input_offset.to_le_bytes());
+    let fp = snapshot.chain.fingerprint.as_bytes();
+    out.extend_from_slice(&(fp.len() as u64).to_le_bytes());
+    out.extend_from_slice(fp);
+    out.extend_from_slice(&(snapshot.chain.images.len() as u64).to_le_bytes());
+    for image in &snapshot.chain.images {
+        out.extend_from_slice(&(image.len() as u64).to_le_bytes());
+        out.extend_from_slice(image);
+    }
+    let sum = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
 }
 
 /// Checkpoints of named components in one directory.
@@ -81,15 +145,51 @@ impl CheckpointStore {
 
     /// Replaces the checkpoint of `name` atomically and durably.
     pub fn save(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-        let path = self.path(name);
-        let tmp = self.dir.join(format!(".{name}.json.tmp"));
+        let bytes = serde_json::to_vec_pretty(checkpoint).unwrap_or_default();
+        self.replace(&format!("{name}.json"), &bytes)
+    }
+
+    /// The last state snapshot of `name`. A damaged file is logged and
+    /// treated as missing: recovery then rebuilds state by replay.
+    pub fn load_snapshot(&self, name: &str) -> Result<Option<StateSnapshot>, CheckpointError> {
+        let path = self.dir.join(format!("{name}.state"));
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let snapshot = decode_snapshot(&bytes);
+                if snapshot.is_none() {
+                    tracing::warn!(path = %path.display(), "State snapshot is damaged; state will be rebuilt by replay.");
+                }
+                Ok(snapshot)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(CheckpointError::Io {
+                op: "read",
+                path,
+                source,
+            }),
+        }
+    }
+
+    /// Replaces the state snapshot of `name` atomically and durably.
+    pub fn save_snapshot(
+        &self,
+        name: &str,
+        snapshot: &StateSnapshot,
+    ) -> Result<(), CheckpointError> {
+        self.replace(&format!("{name}.state"), &encode_snapshot(snapshot))
+    }
+
+    /// Write a temporary file, fsync it, rename it over `file`, fsync the
+    /// directory: a crash leaves the old contents or the new, never a mix.
+    fn replace(&self, file: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        let path = self.dir.join(file);
+        let tmp = self.dir.join(format!(".{file}.tmp"));
         let io = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| CheckpointError::Io { op, path, source }
         };
-        let bytes = serde_json::to_vec_pretty(checkpoint).unwrap_or_default();
         let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(&bytes).map_err(io("write", &tmp))?;
+        file.write_all(bytes).map_err(io("write", &tmp))?;
         file.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
         std::fs::File::open(&self.dir)
@@ -113,10 +213,36 @@ mod tests {
             warm_from: 7,
             outputs: [("anomalies/0".to_string(), 3)].into(),
             taken_at_ms: 1,
+            poisoned: vec![9],
         };
         store.save("p0", &c).unwrap();
         store.save("p0", &c).unwrap();
         assert_eq!(store.load("p0").unwrap(), Some(c));
+    }
+
+    #[test]
+    fn snapshots_round_trip_and_damage_reads_as_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_snapshot("p0").unwrap(), None);
+        let s = StateSnapshot {
+            input_offset: 1234,
+            chain: ChainSnapshot {
+                fingerprint: "xxh3-128:ab".into(),
+                images: vec![vec![1, 2, 3], vec![], vec![7; 70_000]],
+            },
+        };
+        store.save_snapshot("p0", &s).unwrap();
+        assert_eq!(store.load_snapshot("p0").unwrap(), Some(s));
+
+        let path = dir.path().join("p0.state");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(store.load_snapshot("p0").unwrap(), None, "a flipped bit");
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert_eq!(store.load_snapshot("p0").unwrap(), None, "a torn file");
     }
 
     #[test]

@@ -110,6 +110,31 @@ impl Router for GridRouter {
         Ok(())
     }
 
+    fn dead_letter(&self, partition: u32, input: &InRecord, message: &str) -> Option<Routed> {
+        let d = DeadLetter {
+            reason: gridwatch_contracts::model::reason::CHAIN_FAILED.to_string(),
+            message: message.to_string(),
+            stage: "detect".to_string(),
+            source_topic: Some(self.topics.readings.clone()),
+            source_partition: Some(partition as i32),
+            source_offset: Some(input.offset as i64),
+            original: input.value.to_vec(),
+            first_failed_at: crate::processor::now_ms(),
+            attempts: 1,
+        };
+        self.metrics.dead_letter(&d.stage, &d.reason);
+        Some(Routed {
+            output: DEAD_LETTER,
+            identity: offset_identity(input.offset),
+            record: out(
+                input.key.clone(),
+                self.ids.dead_letter,
+                &d,
+                input.timestamp_ms,
+            ),
+        })
+    }
+
     fn identify(&self, output: usize, value: &[u8]) -> Option<Identified> {
         let framed = framing::parse(value, IdWidth::ContentId4).ok()?;
         match output {

@@ -50,6 +50,15 @@ impl Chain for BoxChain {
     fn warm(&mut self, records: &[InRecord], now_ms: i64) -> Result<(), ChainError> {
         (**self).warm(records, now_ms)
     }
+    fn reset(&mut self) -> Result<(), ChainError> {
+        (**self).reset()
+    }
+    fn snapshot(&self) -> Option<Result<crate::chain::ChainSnapshot, ChainError>> {
+        (**self).snapshot()
+    }
+    fn restore(&mut self, snapshot: &crate::chain::ChainSnapshot) -> Result<bool, ChainError> {
+        (**self).restore(snapshot)
+    }
 }
 
 /// Boxes a chain for [`PipelineBuilder::chain`].

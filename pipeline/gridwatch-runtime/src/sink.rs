@@ -302,6 +302,7 @@ impl<B: TopicBackend, S: Sink> SinkRunner<B, S> {
             warm_from: position,
             outputs: Default::default(),
             taken_at_ms: now_ms(),
+            poisoned: Vec::new(),
         };
         let store = self.store.clone();
         let name = name.to_owned();
@@ -562,10 +563,11 @@ mod tests {
     async fn a_failed_flush_commits_nothing_and_is_retried() {
         let f = fixture(50).await;
         run_until(&f, sink(&f, 0, 3, false), 50, 0).await;
-        let held = f.held.lock().unwrap();
-        assert_eq!(held.len(), 50);
-        assert!(held.values().all(|n| *n == 1));
-        drop(held);
+        {
+            let held = f.held.lock().unwrap();
+            assert_eq!(held.len(), 50);
+            assert!(held.values().all(|n| *n == 1));
+        }
         assert!(
             dead_letters(&f).await.is_empty(),
             "flush failures never dead-letter"

@@ -35,6 +35,7 @@ use wasmtime::{
     Caller, Instance, Linker, Memory, Module, Store, Trap, TypedFunc, WasmParams, WasmResults,
 };
 
+use crate::chain::WASM_PAGE;
 use crate::error::HostError;
 use crate::limits::GuestLimiter;
 use crate::records::{Malformed, scan_output};
@@ -239,6 +240,34 @@ impl Guest {
     /// Linear memory of this module, in bytes.
     pub fn memory_size(&self, store: &Store<HostState>) -> usize {
         self.memory.data_size(store)
+    }
+
+    pub fn memory_data<'a>(&self, store: &'a Store<HostState>) -> &'a [u8] {
+        self.memory.data(store)
+    }
+
+    /// Makes this guest's linear memory equal to `image`: grows it if the
+    /// image is larger (through the limiter, so the chain's memory limit
+    /// still holds), copies the image and zeroes what lies past it.
+    pub fn restore_memory(
+        &self,
+        store: &mut Store<HostState>,
+        image: &[u8],
+    ) -> Result<(), HostError> {
+        let current = self.memory.data_size(&*store);
+        if image.len() > current {
+            let pages = (image.len() - current).div_ceil(WASM_PAGE) as u64;
+            self.memory
+                .grow(&mut *store, pages)
+                .map_err(|e| HostError::Snapshot {
+                    module: self.name.clone(),
+                    reason: format!("growing memory to {} bytes: {e:#}", image.len()),
+                })?;
+        }
+        let data = self.memory.data_mut(&mut *store);
+        data[..image.len()].copy_from_slice(image);
+        data[image.len()..].fill(0);
+        Ok(())
     }
 
     pub fn has_look_back(&self) -> bool {

@@ -62,7 +62,7 @@ impl ChainConfig {
     }
 }
 
-const WASM_PAGE: usize = 65_536;
+pub(crate) const WASM_PAGE: usize = 65_536;
 
 impl Default for ChainConfig {
     fn default() -> Self {
@@ -306,6 +306,12 @@ pub struct LookbackRequest {
     pub lookback: Lookback,
 }
 
+/// The linear memories of a chain's modules, in chain order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub memories: Vec<Vec<u8>>,
+}
+
 /// Initialised modules, ready to process batches.
 pub struct Chain {
     /// Keeps the epoch ticker running as long as the chain lives.
@@ -507,6 +513,44 @@ impl Chain {
     /// Linear memory of all modules, in bytes: what the memory limit bounds.
     pub fn memory_size(&self) -> usize {
         self.guests.iter().map(|g| g.memory_size(&self.store)).sum()
+    }
+
+    /// Copies every module's linear memory: the whole state of a chain
+    /// between calls. Data, heap and globals the compiler placed in memory
+    /// are in it; the one mutable wasm global a Rust module has, its stack
+    /// pointer, is back at its base whenever no call is running. Restoring
+    /// the image into a chain built from the same modules and params
+    /// ([`Chain::restore`]) gives a chain that behaves exactly like this one.
+    pub fn snapshot(&self) -> Result<Snapshot, HostError> {
+        self.check_usable()?;
+        Ok(Snapshot {
+            memories: self
+                .guests
+                .iter()
+                .map(|g| g.memory_data(&self.store).to_vec())
+                .collect(),
+        })
+    }
+
+    /// Puts a [`Chain::snapshot`] taken from a chain of the same modules
+    /// back. The caller keeps snapshots and modules together (a module
+    /// swapped in since makes a snapshot meaningless).
+    pub fn restore(&mut self, snapshot: &Snapshot) -> Result<(), HostError> {
+        self.check_usable()?;
+        if snapshot.memories.len() != self.guests.len() {
+            return Err(HostError::Snapshot {
+                module: "chain".to_string(),
+                reason: format!(
+                    "it holds {} modules, the chain has {}",
+                    snapshot.memories.len(),
+                    self.guests.len()
+                ),
+            });
+        }
+        for (guest, image) in self.guests.iter().zip(&snapshot.memories) {
+            guest.restore_memory(&mut self.store, image)?;
+        }
+        Ok(())
     }
 
     /// The module whose fault stopped the chain, if one did.

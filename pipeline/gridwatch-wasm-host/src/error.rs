@@ -115,6 +115,9 @@ pub enum HostError {
 
     /// An earlier fault left a guest's state undefined; the chain refuses
     /// further work until it is rebuilt.
+    #[error("module {module}: snapshot cannot be restored: {reason}")]
+    Snapshot { module: String, reason: String },
+
     #[error("the chain stopped after a fault in module {module}; build a new chain")]
     Poisoned { module: String },
 
@@ -178,6 +181,7 @@ impl HostError {
             | Self::BadOutput { module, .. }
             | Self::InputTooLarge { module, .. }
             | Self::Poisoned { module }
+            | Self::Snapshot { module, .. }
             | Self::LookBackRead { module, .. } => Some(module),
             Self::NoSuchModule { .. }
             | Self::Codec { .. }

@@ -51,6 +51,7 @@ pub mod records;
 pub use abi::TransformKind;
 pub use chain::{
     Chain, ChainBuilder, ChainConfig, LookbackRequest, ModuleInfo, ModuleSource, ModuleSpec,
+    Snapshot,
 };
 pub use engine::{CacheStats, Engine, EngineConfig};
 pub use error::HostError;

@@ -161,6 +161,7 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         checkpoint_events: config.runtime.checkpoint_events,
         checkpoint_interval: config.runtime.checkpoint_interval,
         warm_window_ms,
+        snapshot_interval: Some(config.runtime.snapshot_interval).filter(|d| !d.is_zero()),
         ..ProcessorConfig::default()
     };
     let engine = gridwatch_wasm_host::Engine::new().context("starting the WASM engine")?;

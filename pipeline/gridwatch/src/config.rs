@@ -172,6 +172,9 @@ pub struct RuntimeSection {
     /// ...or this often.
     #[serde(with = "humantime_serde")]
     pub checkpoint_interval: Duration,
+    /// Least time between detector state snapshots; 0s turns them off.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
     /// Most readings per processor batch.
     pub batch_max: usize,
     /// Unprocessed readings a partition may hold before producers block.

@@ -171,6 +171,9 @@ pub mod reason {
     pub const TIMESTAMP_OUT_OF_RANGE: &str = "TIMESTAMP_OUT_OF_RANGE";
     /// An empty, oversized or control-character meter id.
     pub const INVALID_METER_ID: &str = "INVALID_METER_ID";
+    /// The SmartModule chain failed on this record alone (a trap, its
+    /// deadline or its memory limit); the rest of its batch went on.
+    pub const CHAIN_FAILED: &str = "CHAIN_FAILED";
     /// A sink gave up after the retry budget.
     pub const RETRIES_EXHAUSTED: &str = "RETRIES_EXHAUSTED";
     /// A sink refused the event for good (4xx other than 429).
