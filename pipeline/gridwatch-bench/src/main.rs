@@ -1,5 +1,6 @@
-//! `gridwatch-bench`: the bench and soak commands until `gridwatch bench`
-//! and `gridwatch soak` call the library themselves. Only parses flags.
+//! `gridwatch-bench`: the same bench and soak commands as `gridwatch bench`
+//! and `gridwatch soak` (for a `gridwatch` binary given by path), plus
+//! `dump`, the peer baselines' input. Only parses flags.
 
 use std::path::PathBuf;
 use std::time::Duration;

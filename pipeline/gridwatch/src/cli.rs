@@ -28,6 +28,10 @@ pub enum Command {
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Benchmark this binary end to end (or the validate → detect chain alone with --wasm-only).
+    Bench(crate::bench::BenchArgs),
+    /// Soak test: a fixed rate for a long time, sampled; checks no loss and no degradation.
+    Soak(crate::bench::SoakArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,5 +233,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => crate::topic::dispatch(cmd).await,
         Command::Modules(cmd) => crate::admin::modules(cmd).await,
         Command::Dlq(cmd) => crate::dlq::dispatch(cmd).await,
+        // The bench library blocks (HTTP clients, sleeps): off the async runtime.
+        Command::Bench(args) => tokio::task::spawn_blocking(|| crate::bench::bench(args)).await?,
+        Command::Soak(args) => tokio::task::spawn_blocking(|| crate::bench::soak(args)).await?,
     }
 }

@@ -9,9 +9,11 @@
 //! - `topic`: `gridwatch topic list|create|consume`.
 //! - `modules`: finding the SmartModules; `swap`: hot-swapping them.
 //! - `sinks`: the sinks `gridwatch run` attaches from `sinks.*`.
+//! - `bench`: `gridwatch bench` and `gridwatch soak`, over the `gridwatch-bench` library.
 
 mod admin;
 mod app;
+mod bench;
 mod cli;
 mod config;
 mod dlq;
