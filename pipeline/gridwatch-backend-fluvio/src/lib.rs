@@ -63,6 +63,7 @@ pub mod config;
 pub mod error;
 pub mod modules;
 pub mod offsets;
+pub mod server_backend;
 pub mod server_side;
 
 pub use backend::FluvioBackend;
@@ -70,6 +71,7 @@ pub use config::{ChainMode, FluvioConfig, TlsOptions};
 pub use error::FluvioBackendError;
 pub use modules::{ModuleSource, RegisteredModule, register_smartmodule};
 pub use offsets::PartitionOffsets;
+pub use server_backend::ServerChainBackend;
 pub use server_side::{
     LookbackSpec, NamedModule, ServerChainSpec, ServerChainStream, open_server_chain,
 };

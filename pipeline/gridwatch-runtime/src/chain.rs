@@ -107,6 +107,26 @@ pub trait Chain: Send {
     }
 }
 
+/// A chain that returns its inputs: for when the records a processor reads
+/// are already the chain's outputs (Fluvio's server-side mode, where the
+/// SPU runs the SmartModules as it hands records out).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Passthrough;
+
+impl Chain for Passthrough {
+    fn process(&mut self, records: &[InRecord], _now_ms: i64) -> Result<Vec<Bytes>, ChainError> {
+        Ok(records.iter().map(|r| r.value.clone()).collect())
+    }
+
+    fn warm(&mut self, _records: &[InRecord], _now_ms: i64) -> Result<(), ChainError> {
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), ChainError> {
+        Ok(())
+    }
+}
+
 /// The chain on Gridwatch's wasmtime host: flat memory, limits, reused buffers.
 pub struct WasmChain {
     builder: gridwatch_wasm_host::ChainBuilder,
