@@ -78,6 +78,8 @@ type SinkSpawner<B> = Box<
 pub enum PipelineError {
     #[error("pipeline is missing {0}; call PipelineBuilder::{0}")]
     Missing(&'static str),
+    #[error("pipeline is misconfigured: {0}")]
+    Invalid(String),
     #[error(transparent)]
     Processor(#[from] ProcessorError),
     #[error(transparent)]
@@ -297,8 +299,17 @@ impl<B: TopicBackend> PipelineBuilder<B> {
             return Err(PipelineError::Missing("partitions"));
         }
         let all = self.partitions.iter().copied().max().unwrap_or(0) as usize + 1;
-        let progress: Vec<Arc<Progress>> =
-            (0..all).map(|_| Arc::new(Progress::default())).collect();
+        let progress: Vec<Arc<Progress>> = match self.progress {
+            Some(given) if given.len() >= all => given,
+            Some(given) => {
+                return Err(PipelineError::Invalid(format!(
+                    "{} progress cells for partitions up to {}",
+                    given.len(),
+                    all - 1
+                )));
+            }
+            None => (0..all).map(|_| Arc::new(Progress::default())).collect(),
+        };
         let ctx = ProcessorContext {
             backend: Arc::clone(&self.backend),
             input,
