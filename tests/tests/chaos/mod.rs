@@ -157,7 +157,8 @@ pub fn metric(url: &str, family: &str, labels: &[&str]) -> (usize, f64) {
         .filter(|l| l.starts_with(family) && labels.iter().all(|x| l.contains(x)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .collect();
-    (values.len(), values.iter().sum())
+    // `+ 0.0`: an empty f64 sum is -0.0, which prints as "-0".
+    (values.len(), values.iter().sum::<f64>() + 0.0)
 }
 
 /// Waits until the processors have no lag and each sink in `sinks`
