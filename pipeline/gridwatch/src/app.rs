@@ -143,6 +143,11 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         dead_letter: id("io.gridwatch.DeadLetter")?,
     };
     tracing::info!(?ids, "Schemas registered.");
+    let decoder = Arc::new(crate::payloads::EdgeDecoder::new(
+        schema_registry.clone(),
+        ids.reading,
+    ));
+    state.set_decoder(decoder.clone());
 
     // The chain: validate → detect, with params from the config. A module
     // hot-swapped earlier (saved under the data directory) wins over the
@@ -251,6 +256,12 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     } else {
         println!("Simulator off: send readings to POST http://{addr}/api/v1/readings");
     }
+    tasks.extend(crate::sources::spawn(
+        &config,
+        ingest.clone(),
+        decoder,
+        shutdown_rx.clone(),
+    )?);
     if config.runtime.status_interval > Duration::ZERO {
         tasks.push(tokio::spawn(status_line(
             metrics.clone(),

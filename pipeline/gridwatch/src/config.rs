@@ -44,6 +44,8 @@ pub struct AppConfig {
     pub admin: AdminSection,
     /// Where results go besides the pipeline's own topics.
     pub sinks: crate::sinks::SinksSection,
+    /// Where readings come from besides HTTP and the simulator (MQTT, Kafka).
+    pub sources: crate::sources::SourcesSection,
 }
 
 /// Who may use the admin API (module swap, DLQ replay, topic admin).
@@ -318,6 +320,7 @@ impl AppConfig {
             .into());
         }
         self.sinks.validate()?;
+        self.sources.validate()?;
         self.registry.validate()?;
         Ok(())
     }

@@ -34,6 +34,8 @@ pub struct AppState {
     ingest: OnceLock<Arc<Ingest<EmbeddedBackend>>>,
     /// Set once the pipeline runs; module admin answers 503 before.
     modules: OnceLock<Arc<ModuleManager>>,
+    /// Decodes Avro bodies; set with the registry ids.
+    decoder: OnceLock<Arc<crate::payloads::EdgeDecoder>>,
     /// Bearer tokens of the admin and ingest APIs, if required.
     admin_token: Option<Secret>,
     ingest_token: Option<Secret>,
@@ -65,6 +67,7 @@ impl AppState {
             config,
             ingest: OnceLock::new(),
             modules: OnceLock::new(),
+            decoder: OnceLock::new(),
             admin_token,
             ingest_token,
             ingest_limiter,
@@ -73,6 +76,10 @@ impl AppState {
 
     pub fn set_modules(&self, modules: Arc<ModuleManager>) {
         let _ = self.modules.set(modules);
+    }
+
+    pub fn set_decoder(&self, decoder: Arc<crate::payloads::EdgeDecoder>) {
+        let _ = self.decoder.set(decoder);
     }
 
     pub fn set_ingest(&self, ingest: Arc<Ingest<EmbeddedBackend>>) {
@@ -256,14 +263,26 @@ async fn ingest(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
             Ingest::<EmbeddedBackend>::parse_ndjson(&body)
         }
         "application/json" => Ingest::<EmbeddedBackend>::parse_json_array(&body),
-        other => {
-            return problem(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "content type {other:?} is not accepted; use application/x-ndjson or application/json"
-                ),
-            );
-        }
+        // Avro: see crate::payloads for the types and how the form is chosen.
+        other => match crate::payloads::AvroBody::from_content_type(other) {
+            Some(kind) => {
+                let Some(decoder) = s.decoder.get() else {
+                    return problem(StatusCode::SERVICE_UNAVAILABLE, "starting up");
+                };
+                match decoder.http_body(kind, body).await {
+                    Ok(parsed) => parsed,
+                    Err(e) => return problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                }
+            }
+            None => {
+                return problem(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "content type {other:?} is not accepted; use application/x-ndjson, application/json, application/vnd.apache.avro+binary (one framed datum) or application/vnd.apache.avro.file (a container file)"
+                    ),
+                );
+            }
+        },
     };
     match ingest.ingest(readings, rejected).await {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),

@@ -9,6 +9,8 @@
 //! - `topic`: `gridwatch topic list|create|consume`.
 //! - `modules`: finding the SmartModules; `swap`: hot-swapping them.
 //! - `sinks`: the sinks `gridwatch run` attaches from `sinks.*`.
+//! - `payloads`: JSON, framed Avro and Avro container payloads at the edge.
+//! - `sources`: the MQTT and Kafka sources `gridwatch run` starts from `sources.*`.
 //! - `bench`: `gridwatch bench` and `gridwatch soak`, over the `gridwatch-bench` library.
 
 mod admin;
@@ -19,6 +21,8 @@ mod config;
 mod dlq;
 mod http;
 mod modules;
+mod payloads;
+mod sources;
 mod sinks;
 mod swap;
 mod topic;
