@@ -28,6 +28,10 @@ pub enum Command {
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Send files (CSV, NDJSON, Avro, Parquet) to a running instance, keeping event time.
+    Ingest(crate::file_ingest::IngestArgs),
+    /// Score files offline with the validate → detect chain; anomalies as JSON lines.
+    Score(crate::score::ScoreArgs),
     /// Benchmark this binary end to end (or the validate → detect chain alone with --wasm-only).
     Bench(crate::bench::BenchArgs),
     /// Soak test: a fixed rate for a long time, sampled; checks no loss and no degradation.
@@ -233,6 +237,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(cmd) => crate::topic::dispatch(cmd).await,
         Command::Modules(cmd) => crate::admin::modules(cmd).await,
         Command::Dlq(cmd) => crate::dlq::dispatch(cmd).await,
+        Command::Ingest(args) => crate::file_ingest::run(args).await,
+        Command::Score(args) => crate::score::run(args).await,
         // The bench library blocks (HTTP clients, sleeps): off the async runtime.
         Command::Bench(args) => tokio::task::spawn_blocking(|| crate::bench::bench(args)).await?,
         Command::Soak(args) => tokio::task::spawn_blocking(|| crate::bench::soak(args)).await?,

@@ -11,6 +11,7 @@
 //! - `sinks`: the sinks `gridwatch run` attaches from `sinks.*`.
 //! - `payloads`: JSON, framed Avro and Avro container payloads at the edge.
 //! - `sources`: the MQTT and Kafka sources `gridwatch run` starts from `sources.*`.
+//! - `file_ingest`, `score`: `gridwatch ingest FILE…` and `gridwatch score FILE…`.
 //! - `bench`: `gridwatch bench` and `gridwatch soak`, over the `gridwatch-bench` library.
 
 mod admin;
@@ -22,6 +23,8 @@ mod dlq;
 mod http;
 mod modules;
 mod payloads;
+mod file_ingest;
+mod score;
 mod sources;
 mod sinks;
 mod swap;
