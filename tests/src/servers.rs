@@ -61,6 +61,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: impl Fn() -> Str
 }
 
 /// A Tansu broker with sqlite storage.
+#[derive(Debug)]
 pub struct Tansu {
     binary: PathBuf,
     dir: tempfile::TempDir,
@@ -155,6 +156,7 @@ impl Drop for Tansu {
 }
 
 /// An InfluxDB 1.x server (`influxd`).
+#[derive(Debug)]
 pub struct Influxd {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -363,6 +365,7 @@ pub const S3_ACCESS_KEY: &str = "gridwatch-test";
 pub const S3_SECRET_KEY: &str = "gridwatch-test-secret";
 
 /// s3s-fs: a real S3 API (SigV4) over a directory, one bucket per folder.
+#[derive(Debug)]
 pub struct S3Server {
     child: Child,
     pub endpoint: String,

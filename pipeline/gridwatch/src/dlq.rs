@@ -238,7 +238,7 @@ async fn redeliver(
                 partition: e.letter.source_partition? as u32,
                 offset: e.letter.source_offset? as u64,
                 timestamp_ms: e.letter.first_failed_at,
-                key: None,
+                key: meter_key(&e.letter),
                 value: Bytes::from(e.letter.original.clone()),
             })
         })
@@ -286,6 +286,30 @@ async fn redeliver(
         })
         .map(|e| (e.partition, e.offset))
         .collect())
+}
+
+/// The key the record had in its topic: the `meter_id` of the anomaly or
+/// scored reading it holds (the Kafka bridge keys by it, so a replayed
+/// anomaly lands on its meter's partition like the others). The dead
+/// letter itself keeps only the value.
+fn meter_key(letter: &DeadLetter) -> Option<Bytes> {
+    let framed = framing::parse(&letter.original, IdWidth::ContentId4).ok()?;
+    let topics = gridwatch_runtime::topics::Topics::default();
+    let topic = letter.source_topic.as_deref()?;
+    let meter = if topic == topics.anomalies {
+        gridwatch_contracts::AnomalyEvent::from_avro(framed.datum)
+            .ok()?
+            .original_event
+            .meter_id
+    } else if topic == topics.scored {
+        gridwatch_contracts::ScoredReading::from_avro(framed.datum)
+            .ok()?
+            .reading
+            .meter_id
+    } else {
+        return None;
+    };
+    Some(Bytes::from(meter))
 }
 
 /// Delivers per source partition, in offset order, and flushes; returns
