@@ -255,6 +255,15 @@ def check_scenario(name: str, values: dict, docs: list[dict], manifests: dict[st
                 problem(name, f"connector {sink}: a secret is inline in the connector config")
             if sink == "kafka" and not (isinstance(conf[sink].get("brokers"), list) and conf[sink]["brokers"]):
                 problem(name, f"connector kafka: brokers must be a non-empty list, is {conf[sink].get('brokers')!r}")
+            # `gridwatch connector run` refuses transforms it does not know.
+            for t in conf.get("transforms") or []:
+                if t.get("uses", "").split("@")[0] not in ("gridwatch/severity-filter",):
+                    problem(name, f"connector {sink}: transform {t.get('uses')!r} is not one gridwatch connector run knows")
+            # With the embedded log the topic is read through the pipeline's API.
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            want_url = f"http://{fullname}:{v['service']['port']}"
+            if v["backend"] == "embedded" and env.get("GRIDWATCH_URL") != want_url:
+                problem(name, f"connector {sink}: GRIDWATCH_URL = {env.get('GRIDWATCH_URL')!r}, want {want_url!r} with the embedded backend")
             # Secret files the connector config names are mounted, with that key.
             pod = deployments[dname]["spec"]["template"]["spec"]
             vols = {vol["name"]: vol for vol in pod["volumes"]}
@@ -434,7 +443,8 @@ def scenarios() -> list[tuple[str, list[str], dict]]:
         ("mqtt source + config overrides", [], {"sources": {"mqtt": {"enabled": True, "url": "mqtt://broker:1883"}}, "config": {"runtime": {"max_lag": 5000}}}),
         ("no persistence, no pdb, no dashboards", [], {"pipeline": {"persistence": {"enabled": False}, "pdb": {"enabled": False}}, "dashboards": {"enabled": False}}),
         ("embedded, register off", [], {"backend": "embedded", "pipeline": {"replicas": 1}, "register": {"enabled": False}}),
-        ("production + connector transforms", ["k8s/examples/values-production.yaml"], {"connectors": {"transforms": {"kafka": [{"uses": "infinyon/jolt@0.4.1", "with": {"spec": "[]"}}]}}}),
+        ("production + connector transforms", ["k8s/examples/values-production.yaml"], {"connectors": {"transforms": {"kafka": [{"uses": "gridwatch/severity-filter@0.1.0", "with": {"min_severity": "ERROR"}}]}}}),
+        ("embedded + connectors", [], deep_merge(every_sink, {"backend": "embedded", "pipeline": {"replicas": 1}})),
     ]
     return out
 
