@@ -27,6 +27,7 @@ COPY pipeline ./pipeline
 COPY connectors ./connectors
 COPY tests ./tests
 COPY benches ./benches
+COPY examples ./examples
 COPY scripts ./scripts
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \

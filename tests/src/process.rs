@@ -45,8 +45,10 @@ pub struct Gridwatch {
 impl Gridwatch {
     /// Starts `gridwatch run` on `data_dir` with extra args, and waits until ready.
     pub fn start(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        // Build first: the readiness clock starts at spawn, not before cargo.
+        let binary = binary();
         let started = Instant::now();
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(binary);
         cmd.arg("run")
             .arg("--data-dir")
             .arg(data_dir)

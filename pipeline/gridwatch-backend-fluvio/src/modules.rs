@@ -66,6 +66,18 @@ pub struct RegisteredModule {
     pub replaced: bool,
 }
 
+/// Parses a semantic version as SmartModule metadata holds it.
+pub fn parse_version(
+    v: &str,
+) -> Result<fluvio::metadata::smartmodule::FluvioSemVersion, FluvioBackendError> {
+    fluvio::metadata::smartmodule::FluvioSemVersion::parse(v).map_err(|e| {
+        FluvioBackendError::ModuleFile {
+            path: v.to_string(),
+            message: format!("{v:?} is not a semantic version: {e}"),
+        }
+    })
+}
+
 /// Reads a module's metadata, applying a version override.
 pub fn read_metadata(source: &ModuleSource) -> Result<SmartModuleMetadata, FluvioBackendError> {
     let path = source.metadata.display().to_string();

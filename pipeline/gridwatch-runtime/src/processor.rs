@@ -329,12 +329,33 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         let mut swaps = self.swaps.take();
         let mut since_checkpoint = 0u64;
         let mut last_checkpoint = Instant::now();
+        let mut fetch_failures = 0u32;
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let fetched = tokio::select! {
-                r = self.ctx.backend.fetch(&self.ctx.input, p, position, self.ctx.config.batch_max, self.ctx.config.fetch_wait) => r?,
+                r = self.ctx.backend.fetch(&self.ctx.input, p, position, self.ctx.config.batch_max, self.ctx.config.fetch_wait) => match r {
+                    Ok(records) => {
+                        fetch_failures = 0;
+                        records
+                    }
+                    // A networked backend (a Fluvio SPU restarting, a
+                    // module not yet propagated) fails reads for a while;
+                    // retry with backoff rather than give up the partition.
+                    Err(e) if e.is_retryable() || fetch_failures < 5 => {
+                        fetch_failures += 1;
+                        self.ctx.metrics.stage_error("fetch", true);
+                        let delay = Duration::from_millis(100 << fetch_failures.min(6));
+                        tracing::warn!(partition = p, position, attempt = fetch_failures, retry_in_ms = delay.as_millis() as u64, error = %e, "Reading the input failed; retrying.");
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                },
                 _ = shutdown.changed() => Vec::new(),
                 Some(swap) = next_swap(&mut swaps) => {
                     self.swap(swap, self.warm_from(position), position).await;

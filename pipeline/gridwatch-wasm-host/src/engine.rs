@@ -30,6 +30,11 @@ pub struct EngineConfig {
     /// How many distinct compiled modules the cache keeps; the least
     /// recently used goes first.
     pub module_cache_capacity: usize,
+    /// A directory where compiled modules are kept across restarts
+    /// (wasmtime's own cache, keyed by module bytes, engine settings and
+    /// wasmtime version), so a restart instantiates instead of compiling.
+    /// `None` compiles on every start.
+    pub disk_cache: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +42,7 @@ impl Default for EngineConfig {
         Self {
             epoch_tick: default_epoch_tick(),
             module_cache_capacity: default_module_cache_capacity(),
+            disk_cache: None,
         }
     }
 }
@@ -47,6 +53,18 @@ fn default_epoch_tick() -> Duration {
 
 fn default_module_cache_capacity() -> usize {
     32
+}
+
+/// wasmtime's compiled-module cache in `dir`.
+fn disk_cache(dir: &std::path::Path) -> Result<wasmtime::Cache, HostError> {
+    let fail = |e: String| HostError::Engine {
+        reason: format!("module cache in {}: {e}", dir.display()),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let dir = dir.canonicalize().map_err(|e| fail(e.to_string()))?;
+    let mut config = wasmtime::CacheConfig::new();
+    config.with_directory(dir.join("modules"));
+    wasmtime::Cache::new(config).map_err(|e| fail(format!("{e:#}")))
 }
 
 /// Counters of the module cache, for metrics and tests.
@@ -89,6 +107,9 @@ impl Engine {
     pub fn with_config(config: EngineConfig) -> Result<Self, HostError> {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config.epoch_interruption(true);
+        if let Some(dir) = &config.disk_cache {
+            wasm_config.cache(Some(disk_cache(dir)?));
+        }
         let wasm = wasmtime::Engine::new(&wasm_config).map_err(|e| HostError::Engine {
             reason: format!("{e:#}"),
         })?;
@@ -295,5 +316,36 @@ mod tests {
         assert_eq!((stats.compiled, stats.cached), (4, 2));
         let err = engine.compile("junk", b"\0asm junk").expect_err("not wasm");
         assert!(matches!(err, HostError::Compile { ref module, .. } if module == "junk"));
+    }
+
+    #[test]
+    fn the_disk_cache_keeps_compiled_modules_for_the_next_engine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = EngineConfig {
+            disk_cache: Some(dir.path().join("compiled")),
+            ..EngineConfig::default()
+        };
+        let files = |root: &std::path::Path| -> usize {
+            fn walk(p: &std::path::Path) -> usize {
+                std::fs::read_dir(p).map_or(0, |rd| {
+                    rd.flatten()
+                        .map(|e| {
+                            let path = e.path();
+                            if path.is_dir() { walk(&path) } else { 1 }
+                        })
+                        .sum()
+                })
+            }
+            walk(&root.join("compiled/modules"))
+        };
+        let wat = "(module (func (export \"f\") (result i32) i32.const 7))";
+        let first = Engine::with_config(config.clone()).expect("engine");
+        first.compile("m", wat.as_bytes()).expect("compile");
+        assert!(files(dir.path()) >= 1, "the compiled module is on disk");
+        drop(first);
+        let second = Engine::with_config(config).expect("engine");
+        second
+            .compile("m", wat.as_bytes())
+            .expect("from the disk cache");
     }
 }

@@ -58,6 +58,7 @@ impl AdminClient {
 
 pub async fn modules(cmd: ModulesCommand) -> anyhow::Result<()> {
     match cmd {
+        ModulesCommand::Publish(args) => crate::publish::publish(args).await,
         ModulesCommand::List(target) => {
             let admin = AdminClient::new(&target)?;
             let list = admin

@@ -1,4 +1,5 @@
-//! `gridwatch run`: the whole pipeline in one process on the embedded defaults.
+//! `gridwatch run`: the whole pipeline in one process, on the embedded
+//! defaults or on a Fluvio cluster.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -7,12 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
+use gridwatch_backend_fluvio::{
+    ChainMode, FluvioBackend, LookbackSpec, NamedModule, ServerChainBackend, ServerChainSpec,
+};
 use gridwatch_contracts::schema;
 use gridwatch_log::{LogOptions, TopicConfig};
 use gridwatch_registry::{EmbeddedRegistry, SchemaRegistry};
 use gridwatch_runtime::backend::TopicBackend;
 use gridwatch_runtime::backend::embedded::EmbeddedBackend;
-use gridwatch_runtime::chain::{ModuleSpec, WasmChain};
+use gridwatch_runtime::chain::{ModuleSpec, Passthrough, WasmChain};
 use gridwatch_runtime::checkpoint::CheckpointStore;
 use gridwatch_runtime::grid::GridRouter;
 use gridwatch_runtime::ingest::{Ingest, IngestConfig};
@@ -23,6 +27,7 @@ use gridwatch_runtime::sink::DeadLetterTopic;
 use gridwatch_runtime::topics::{SchemaIds, Topics};
 use tokio::sync::watch;
 
+use crate::backend::{AnyBackend, BackendKind};
 use crate::config::AppConfig;
 use crate::http::{self, AppState};
 use crate::modules;
@@ -64,13 +69,52 @@ pub fn open_backend(config: &AppConfig) -> anyhow::Result<EmbeddedBackend> {
     .context("opening the embedded topic log")
 }
 
+/// The backends of one run: the one everything reads raw records from,
+/// the processors' one (which differs in Fluvio's server-side mode), the
+/// Fluvio client when there is one, and the partitions this instance owns.
+struct Backends {
+    shared: Arc<AnyBackend>,
+    fluvio: Option<FluvioBackend>,
+    partitions: u32,
+    owned: Vec<u32>,
+}
+
+async fn open_backends(config: &AppConfig) -> anyhow::Result<Backends> {
+    match config.backend {
+        BackendKind::Embedded => Ok(Backends {
+            shared: Arc::new(AnyBackend::Embedded(open_backend(config)?)),
+            fluvio: None,
+            partitions: config.runtime.partitions,
+            owned: (0..config.runtime.partitions).collect(),
+        }),
+        BackendKind::Fluvio => {
+            let fluvio = FluvioBackend::connect(&config.fluvio)
+                .await
+                .context("connecting to the Fluvio cluster (fluvio.profile / fluvio.endpoint)")?;
+            let partitions = config.fluvio.partitions_for(config.runtime.partitions);
+            let owned = config.fluvio.owned_partitions(partitions);
+            Ok(Backends {
+                shared: Arc::new(AnyBackend::Fluvio(fluvio.clone())),
+                fluvio: Some(fluvio),
+                partitions,
+                owned,
+            })
+        }
+    }
+}
+
 pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let _lock = lock_data_dir(&config)?;
-    let backend = Arc::new(open_backend(&config)?);
+    let Backends {
+        shared: backend,
+        fluvio,
+        partitions,
+        owned,
+    } = open_backends(&config).await?;
+    let server_side = fluvio.is_some() && config.fluvio.chain.mode == ChainMode::Server;
     let metrics = Metrics::new();
     let topics = Topics::default();
-    let partitions = config.runtime.partitions;
     for name in topics.all() {
         let info = backend.ensure_topic(name, partitions).await?;
         if info.partitions != partitions {
@@ -91,8 +135,17 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         .await
         .context("opening the embedded schema registry")?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Partitions another instance processes never hold ingest back here:
+    // their progress reads as "caught up" and "ready".
     let progress: Vec<Arc<Progress>> = (0..partitions)
-        .map(|_| Arc::new(Progress::default()))
+        .map(|p| {
+            let progress = Progress::default();
+            if !owned.contains(&p) {
+                progress.position.store(u64::MAX, Ordering::Release);
+                progress.ready.store(true, Ordering::Release);
+            }
+            Arc::new(progress)
+        })
         .collect();
     let state = Arc::new(AppState::new(
         metrics.clone(),
@@ -161,7 +214,7 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     let warm_window_ms =
         (config.detector.window + config.detector.allowed_lateness).as_millis() as i64;
     let store = CheckpointStore::open(config.data_dir.join("checkpoints"))?;
-    let processor_config = ProcessorConfig {
+    let mut processor_config = ProcessorConfig {
         batch_max: config.runtime.batch_max,
         checkpoint_events: config.runtime.checkpoint_events,
         checkpoint_interval: config.runtime.checkpoint_interval,
@@ -169,17 +222,54 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         snapshot_interval: Some(config.runtime.snapshot_interval).filter(|d| !d.is_zero()),
         ..ProcessorConfig::default()
     };
-    let engine = gridwatch_wasm_host::Engine::new().context("starting the WASM engine")?;
+    // Server-side, the SPU holds the chain's state and re-warms it through
+    // look_back; the processor has nothing to replay or snapshot.
+    let mut server_backend = None;
+    let processor_backend = match (&fluvio, server_side) {
+        (Some(fluvio), true) => {
+            processor_config.warm_window_ms = 0;
+            processor_config.snapshot_interval = None;
+            let server_spec = server_chain_spec(&config, &spec, warm_window_ms);
+            println!(
+                "Chain runs in the Fluvio SPU: {} (look_back {} ms, reopened every {} records)",
+                server_spec
+                    .modules
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" → "),
+                warm_window_ms,
+                server_spec.reopen_after
+            );
+            let server = ServerChainBackend::new(fluvio.clone(), &topics.readings, server_spec);
+            server_backend = Some(server.clone());
+            Arc::new(AnyBackend::FluvioServer(server))
+        }
+        _ => backend.clone(),
+    };
+    // Compiled modules are kept under the data directory, so a restart
+    // (the RTO) instantiates them instead of compiling them again.
+    let engine = gridwatch_wasm_host::Engine::with_config(gridwatch_wasm_host::EngineConfig {
+        disk_cache: Some(config.data_dir.join("modules").join("compiled")),
+        ..gridwatch_wasm_host::EngineConfig::default()
+    })
+    .context("starting the WASM engine")?;
 
     // The grid pipeline, declared in one place: readings → validate →
     // detect → scored / anomalies / dead-letter, then the sinks.
     let chains = {
         let (engine, spec) = (engine.clone(), spec.clone());
-        move |_partition| WasmChain::new(&engine, &spec).map(boxed)
+        move |_partition| {
+            if server_side {
+                Ok(boxed(Passthrough))
+            } else {
+                WasmChain::new(&engine, &spec).map(boxed)
+            }
+        }
     };
-    let pipeline = Pipeline::builder(backend.clone())
+    let pipeline = Pipeline::builder(processor_backend)
         .input(&topics.readings)
-        .partitions(0..partitions)
+        .partitions(owned.iter().copied())
         .chain(chains)
         .router(GridRouter::new(topics.clone(), ids, metrics.clone()))
         .checkpoints(store.clone(), processor_config)
@@ -191,15 +281,21 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
         });
     let pipeline = crate::sinks::attach(pipeline, &config, &topics)?;
     let running = pipeline.run(shutdown_rx.clone())?;
-    let warm_from: Vec<u64> = (0..partitions)
-        .map(|p| {
+    // Dedup remembers this instance's partitions; another instance's start
+    // past their end.
+    let mut warm_from = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        warm_from.push(if owned.contains(&p) {
             store
-                .load(&Processor::<EmbeddedBackend, WasmChain>::checkpoint_name(p))
-                .map(|c| c.unwrap_or_default().warm_from)
-        })
-        .collect::<Result<_, _>>()?;
+                .load(&Processor::<AnyBackend, WasmChain>::checkpoint_name(p))?
+                .unwrap_or_default()
+                .warm_from
+        } else {
+            backend.high_watermark(&topics.readings, p).await?
+        });
+    }
 
-    let manager = Arc::new(ModuleManager::new(
+    let mut manager = ModuleManager::new(
         engine,
         running.handle(),
         metrics.clone(),
@@ -208,7 +304,25 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
             (spec[0].clone(), validate_source),
             (spec[1].clone(), detect_source),
         ],
-    ));
+    );
+    if let (Some(backend), Some(fluvio)) = (server_backend, fluvio.clone()) {
+        match crate::publish::chain_metadata(None) {
+            Ok(metadata) => {
+                manager = manager.with_server_side(crate::swap::ServerSide {
+                    backend,
+                    fluvio,
+                    metadata,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Hot-swap in the SPU is off: the modules' SmartModule.toml was not found.");
+                manager = manager.refuse_swaps(format!(
+                    "the chain runs in the Fluvio SPU and the modules' SmartModule.toml was not found ({e:#}); publish with `gridwatch modules publish --version …` and set fluvio.chain.detect instead"
+                ));
+            }
+        }
+    }
+    let manager = Arc::new(manager);
     state.set_modules(manager.clone());
 
     let ingest = Arc::new(Ingest::new(
@@ -312,6 +426,33 @@ pub async fn run(config: AppConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The validate → detect chain as the SPU runs it: the modules registered
+/// under `fluvio.chain.*` names, with the same `init` params as in-process,
+/// warming detect through `look_back` over the detector window.
+fn server_chain_spec(
+    config: &AppConfig,
+    spec: &[ModuleSpec],
+    warm_window_ms: i64,
+) -> ServerChainSpec {
+    let names = [&config.fluvio.chain.validate, &config.fluvio.chain.detect];
+    ServerChainSpec {
+        modules: names
+            .iter()
+            .zip(spec)
+            .map(|(name, m)| NamedModule {
+                name: (*name).clone(),
+                params: m.params.iter().cloned().collect(),
+            })
+            .collect(),
+        lookback: Some(LookbackSpec::Age {
+            age: Duration::from_millis(warm_window_ms.max(0) as u64),
+            last: None,
+        }),
+        reopen_after: config.fluvio.chain.reopen_after,
+        look_back_until: None,
+    }
+}
+
 /// Reads a module: the hot-swapped copy under the data directory if there
 /// is one, else the configured or built one. Returns where it came from.
 fn load_module(
@@ -395,7 +536,7 @@ pub mod simulator {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use gridwatch_runtime::backend::embedded::EmbeddedBackend;
+    use crate::backend::AnyBackend;
     use gridwatch_runtime::ingest::{Ingest, IngestError};
     use gridwatch_simulator::{SimEvent, Simulator};
     use tokio::sync::watch;
@@ -405,7 +546,7 @@ pub mod simulator {
 
     pub fn spawn(
         config: &AppConfig,
-        ingest: Arc<Ingest<EmbeddedBackend>>,
+        ingest: Arc<Ingest<AnyBackend>>,
         shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let sim_config = config.simulator.clone();
@@ -438,7 +579,7 @@ pub mod simulator {
 
     /// Hands a batch to ingest, waiting out backpressure until shutdown.
     async fn deliver(
-        ingest: &Ingest<EmbeddedBackend>,
+        ingest: &Ingest<AnyBackend>,
         events: Vec<SimEvent>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), IngestError> {

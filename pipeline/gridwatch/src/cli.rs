@@ -32,6 +32,9 @@ pub enum Command {
     Ingest(crate::file_ingest::IngestArgs),
     /// Score files offline with the validate → detect chain; anomalies as JSON lines.
     Score(crate::score::ScoreArgs),
+    /// Run a sink as its own process from a Fluvio-format connector file.
+    #[command(subcommand)]
+    Connector(crate::connector::ConnectorCommand),
     /// Benchmark this binary end to end (or the validate → detect chain alone with --wasm-only).
     Bench(crate::bench::BenchArgs),
     /// Soak test: a fixed rate for a long time, sampled; checks no loss and no degradation.
@@ -91,6 +94,23 @@ pub enum ModulesCommand {
         #[command(flatten)]
         target: AdminTarget,
     },
+    /// Register the built modules with the Fluvio cluster of `fluvio:` (as
+    /// `fluvio smartmodule create` does), for server-side mode.
+    Publish(PublishArgs),
+}
+
+/// `gridwatch modules publish`.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Register under this version instead of the one in SmartModule.toml.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Directory holding `gridwatch-validate/SmartModule.toml` and
+    /// `gridwatch-detect/SmartModule.toml` (or `validate/`, `detect/`).
+    #[arg(long)]
+    pub metadata_dir: Option<PathBuf>,
 }
 
 /// A running instance's admin API.
@@ -212,6 +232,30 @@ pub enum Format {
     Raw,
 }
 
+impl Cli {
+    /// The `log:` section of the config a command will load, read before
+    /// logging starts; a config that does not load gives the defaults here
+    /// and its error later, from the command itself.
+    pub fn log_settings(&self) -> crate::config::LogSection {
+        let config = match &self.command {
+            Command::Run(args) => Some(&args.config),
+            _ => None,
+        };
+        config
+            .and_then(|c| c.load().ok())
+            .map(|c| c.log)
+            .or_else(|| {
+                AppConfig::load(None, &std::env::vars().collect::<Vec<_>>())
+                    .ok()
+                    .map(|c| c.log)
+            })
+            .unwrap_or(crate::config::LogSection {
+                format: crate::config::LogFormat::Text,
+                level: "info".into(),
+            })
+    }
+}
+
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
@@ -239,6 +283,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq(cmd) => crate::dlq::dispatch(cmd).await,
         Command::Ingest(args) => crate::file_ingest::run(args).await,
         Command::Score(args) => crate::score::run(args).await,
+        Command::Connector(cmd) => crate::connector::dispatch(cmd).await,
         // The bench library blocks (HTTP clients, sleeps): off the async runtime.
         Command::Bench(args) => tokio::task::spawn_blocking(|| crate::bench::bench(args)).await?,
         Command::Soak(args) => tokio::task::spawn_blocking(|| crate::bench::soak(args)).await?,

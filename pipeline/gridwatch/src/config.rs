@@ -46,6 +46,30 @@ pub struct AppConfig {
     pub sinks: crate::sinks::SinksSection,
     /// Where readings come from besides HTTP and the simulator (MQTT, Kafka).
     pub sources: crate::sources::SourcesSection,
+    /// Where topics live: `embedded` or `fluvio`.
+    pub backend: crate::backend::BackendKind,
+    /// The Fluvio cluster, with `backend: fluvio`.
+    pub fluvio: gridwatch_backend_fluvio::FluvioConfig,
+    /// How `gridwatch` logs.
+    pub log: LogSection,
+}
+
+/// Log output. `RUST_LOG`, when set, wins over `level`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (sentences with their fields) or `json` (one object a line,
+    /// for log shippers; dead letters carry their metadata as fields).
+    pub format: LogFormat,
+    /// A `tracing` filter: a level (`info`) or directives (`info,gridwatch_runtime=debug`).
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Who may use the admin API (module swap, DLQ replay, topic admin).
@@ -241,6 +265,17 @@ impl AppConfig {
     /// Checks every section; the first problem is reported with its key.
     pub fn validate(&self) -> Result<(), AppConfigError> {
         self.detector.validate("detector.")?;
+        if self.backend == crate::backend::BackendKind::Fluvio {
+            self.fluvio.validate()?;
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(ConfigError::new(
+                "log.level",
+                &self.log.level,
+                "a level (error, warn, info, debug, trace) or tracing directives such as info,gridwatch_runtime=debug",
+            )
+            .into());
+        }
         let params = self.validate.to_params();
         ValidateConfig::from_params(|k| {
             params.iter().find(|(p, _)| p == k).map(|(_, v)| v.as_str())
@@ -499,6 +534,7 @@ mod tests {
             None,
             &env(&[
                 ("GRIDWATCH_SINKS__INFLUXDB__URL", "http://127.0.0.1:8086"),
+                ("GRIDWATCH_SINKS__INFLUXDB__API", "v1"),
                 ("GRIDWATCH_SINKS__INFLUXDB__DATABASE", "grid"),
             ]),
         )

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::backend::AnyBackend;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -14,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use gridwatch_registry::EmbeddedRegistry;
 use gridwatch_runtime::backend::TopicBackend;
-use gridwatch_runtime::backend::embedded::EmbeddedBackend;
 use gridwatch_runtime::ingest::{Ingest, IngestError};
 use gridwatch_runtime::metrics::Metrics;
 use gridwatch_runtime::processor::{Progress, now_ms};
@@ -28,10 +28,10 @@ use gridwatch_registry::Secret;
 pub struct AppState {
     pub metrics: Metrics,
     pub progress: Vec<Arc<Progress>>,
-    pub backend: Arc<EmbeddedBackend>,
+    pub backend: Arc<AnyBackend>,
     pub config: AppConfig,
     /// Set once the registry ids are known; ingest answers 503 before.
-    ingest: OnceLock<Arc<Ingest<EmbeddedBackend>>>,
+    ingest: OnceLock<Arc<Ingest<AnyBackend>>>,
     /// Set once the pipeline runs; module admin answers 503 before.
     modules: OnceLock<Arc<ModuleManager>>,
     /// Decodes Avro bodies; set with the registry ids.
@@ -47,7 +47,7 @@ impl AppState {
     pub fn new(
         metrics: Metrics,
         progress: Vec<Arc<Progress>>,
-        backend: Arc<EmbeddedBackend>,
+        backend: Arc<AnyBackend>,
         config: AppConfig,
     ) -> Self {
         // Validated at start-up; a secret that vanished since is treated as unset.
@@ -82,7 +82,7 @@ impl AppState {
         let _ = self.decoder.set(decoder);
     }
 
-    pub fn set_ingest(&self, ingest: Arc<Ingest<EmbeddedBackend>>) {
+    pub fn set_ingest(&self, ingest: Arc<Ingest<AnyBackend>>) {
         let _ = self.ingest.set(ingest);
     }
 }
@@ -112,7 +112,7 @@ pub fn router(state: Shared, registry: EmbeddedRegistry) -> Router {
         .route("/api/v1/topics", get(list_topics).post(create_topic))
         .route(
             "/api/v1/topics/{topic}/partitions/{partition}/records",
-            get(fetch_records),
+            get(fetch_records).post(crate::connector::append_records),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -260,9 +260,9 @@ async fn ingest(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
         .to_ascii_lowercase();
     let (readings, rejected) = match content_type.as_str() {
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
-            Ingest::<EmbeddedBackend>::parse_ndjson(&body)
+            Ingest::<AnyBackend>::parse_ndjson(&body)
         }
-        "application/json" => Ingest::<EmbeddedBackend>::parse_json_array(&body),
+        "application/json" => Ingest::<AnyBackend>::parse_json_array(&body),
         // Avro: see crate::payloads for the types and how the form is chosen.
         other => match crate::payloads::AvroBody::from_content_type(other) {
             Some(kind) => {

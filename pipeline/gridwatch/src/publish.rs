@@ -20,8 +20,20 @@ const MODULES: [(&str, &str, &str); 2] = [
 /// Where a module's `SmartModule.toml` is: `--metadata-dir`, the image's
 /// `/usr/share/gridwatch/smartmodules`, or the source tree.
 fn metadata_path(args: &PublishArgs, repo_dir: &str, image_dir: &str) -> anyhow::Result<PathBuf> {
+    metadata_file(args.metadata_dir.as_deref(), repo_dir, image_dir)
+}
+
+/// The `SmartModule.toml` files of validate and detect, in chain order.
+pub fn chain_metadata(dir: Option<&Path>) -> anyhow::Result<[PathBuf; 2]> {
+    Ok([
+        metadata_file(dir, MODULES[0].1, MODULES[0].2)?,
+        metadata_file(dir, MODULES[1].1, MODULES[1].2)?,
+    ])
+}
+
+fn metadata_file(dir: Option<&Path>, repo_dir: &str, image_dir: &str) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(dir) = &args.metadata_dir {
+    if let Some(dir) = dir {
         candidates.push(dir.join(image_dir).join("SmartModule.toml"));
         candidates.push(dir.join(repo_dir).join("SmartModule.toml"));
     }
@@ -30,11 +42,19 @@ fn metadata_path(args: &PublishArgs, repo_dir: &str, image_dir: &str) -> anyhow:
             .join(image_dir)
             .join("SmartModule.toml"),
     );
-    candidates.push(Path::new("smartmodules").join(repo_dir).join("SmartModule.toml"));
+    candidates.push(
+        Path::new("smartmodules")
+            .join(repo_dir)
+            .join("SmartModule.toml"),
+    );
     if let Ok(exe) = std::env::current_exe() {
         // target/<profile>/gridwatch → the source tree's smartmodules/
         if let Some(root) = exe.ancestors().nth(3) {
-            candidates.push(root.join("smartmodules").join(repo_dir).join("SmartModule.toml"));
+            candidates.push(
+                root.join("smartmodules")
+                    .join(repo_dir)
+                    .join("SmartModule.toml"),
+            );
         }
     }
     candidates

@@ -7,11 +7,11 @@
 
 use std::time::Duration;
 
+use crate::backend::AnyBackend;
 use gridwatch_contracts::ConfigError;
 use gridwatch_influxdb::{InfluxDbConfig, InfluxDbSink};
 use gridwatch_kafka::{KafkaSink, KafkaSinkConfig};
 use gridwatch_lake::{LakeConfig, LakeSink};
-use gridwatch_runtime::backend::embedded::EmbeddedBackend;
 use gridwatch_runtime::pipeline::PipelineBuilder;
 use gridwatch_runtime::sink::SinkRunnerConfig;
 use gridwatch_runtime::topics::Topics;
@@ -94,10 +94,10 @@ impl SinksSection {
 /// Adds every configured sink to the pipeline, and prints which are on and
 /// how to turn on the others.
 pub fn attach(
-    mut pipeline: PipelineBuilder<EmbeddedBackend>,
+    mut pipeline: PipelineBuilder<AnyBackend>,
     config: &AppConfig,
     topics: &Topics,
-) -> anyhow::Result<PipelineBuilder<EmbeddedBackend>> {
+) -> anyhow::Result<PipelineBuilder<AnyBackend>> {
     let sinks = &config.sinks;
     pipeline = pipeline.sink_config(sinks.runner_config());
     let mut on = vec![format!(

@@ -13,6 +13,11 @@
 //! 3. The module is saved as the active one under the data directory, so a
 //!    restart keeps it.
 //!
+//! In Fluvio's server-side mode step 2 differs: the module is registered
+//! with the cluster under a new version, and every partition's SPU chain
+//! reopens with it at the next offset to process, warming through
+//! `look_back`.
+//!
 //! Every swap is logged and counted (`gridwatch_hot_swaps_total{module,outcome}`).
 
 use std::path::{Path, PathBuf};
@@ -41,7 +46,8 @@ pub struct ModuleInfo {
     /// SHA-256 of the `.wasm`, hex.
     pub sha256: String,
     pub size_bytes: usize,
-    /// `wasm` (a file run on the embedded host).
+    /// `wasm` (a file run on Gridwatch's host) or `fluvio` (registered
+    /// with the cluster, run in the SPU).
     pub kind: &'static str,
     /// Where it came from: a path, `admin-api` or `watch:<file>`.
     pub source: String,
@@ -74,10 +80,21 @@ struct Slot {
     spec: ModuleSpec,
 }
 
+/// Server-side mode: where swapped modules are registered and run.
+pub struct ServerSide {
+    pub backend: gridwatch_backend_fluvio::ServerChainBackend,
+    pub fluvio: gridwatch_backend_fluvio::FluvioBackend,
+    /// `SmartModule.toml` of validate and detect, in chain order.
+    pub metadata: [PathBuf; 2],
+}
+
 /// Owns the running chain's modules and performs swaps one at a time.
 pub struct ModuleManager {
     engine: gridwatch_wasm_host::Engine,
     pipeline: PipelineHandle,
+    server: Option<ServerSide>,
+    /// Why swaps are refused, when they are.
+    refused: Option<String>,
     metrics: Metrics,
     active_dir: PathBuf,
     slots: Mutex<Vec<Slot>>,
@@ -148,10 +165,68 @@ impl ModuleManager {
         Self {
             engine,
             pipeline,
+            server: None,
+            refused: None,
             metrics,
             active_dir,
             slots: Mutex::new(slots),
         }
+    }
+
+    /// Refuses every swap with `reason` (the chain runs somewhere this
+    /// manager cannot reach).
+    pub fn refuse_swaps(mut self, reason: String) -> Self {
+        self.refused = Some(reason);
+        self
+    }
+
+    /// Swaps go to the SPU chain instead of in-process chains.
+    pub fn with_server_side(mut self, server: ServerSide) -> Self {
+        for slot in self.slots.get_mut() {
+            slot.info.kind = "fluvio";
+        }
+        self.server = Some(server);
+        self
+    }
+
+    /// Registers `wasm` under a new version and reopens every SPU chain
+    /// with it; returns the partitions switched.
+    async fn swap_server_side(
+        server: &ServerSide,
+        index: usize,
+        wasm: &[u8],
+        version: u32,
+    ) -> Result<Vec<(u32, usize)>, String> {
+        use gridwatch_backend_fluvio::ModuleSource;
+        use gridwatch_backend_fluvio::modules::{read_metadata, register_smartmodule_bytes};
+        let mut meta = read_metadata(&ModuleSource::new("", &server.metadata[index]))
+            .map_err(|e| e.to_string())?;
+        // A version no earlier swap used: major.minor of the package, the
+        // swap's wall-clock second as patch.
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let base = meta.package.version.to_string();
+        let mut parts = base.split('.');
+        let (major, minor) = (parts.next().unwrap_or("0"), parts.next().unwrap_or("0"));
+        let v = format!("{major}.{minor}.{now}{version:03}");
+        meta.package.version =
+            gridwatch_backend_fluvio::modules::parse_version(&v).map_err(|e| e.to_string())?;
+        let registered = register_smartmodule_bytes(server.fluvio.admin(), meta, wasm)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut spec = server.backend.spec();
+        let Some(module) = spec.modules.get_mut(index) else {
+            return Err(format!("the SPU chain has no module {index}"));
+        };
+        module.name = registered.qualified_name.clone();
+        let partitions = server
+            .backend
+            .replace_chain(spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(module = %registered.qualified_name, ?partitions, "SPU chains reopened with the new module.");
+        Ok(partitions.into_iter().map(|p| (p, 0)).collect())
     }
 
     pub async fn list(&self) -> Vec<ModuleInfo> {
@@ -174,6 +249,13 @@ impl ModuleManager {
             self.metrics.hot_swap(name, "rejected");
             return Err(SwapRejected::UnknownModule(name.to_owned()));
         };
+        if let Some(reason) = &self.refused {
+            self.metrics.hot_swap(short, "rejected");
+            return Err(SwapRejected::Failed {
+                name: short.to_owned(),
+                message: reason.clone(),
+            });
+        }
         let started = std::time::Instant::now();
         // One swap at a time: the lock is held to the end.
         let mut slots = self.slots.lock().await;
@@ -205,20 +287,27 @@ impl ModuleManager {
             });
         }
 
-        // 2. Hand every processor a warmed chain.
+        // 2. Hand every processor a warmed chain (or every SPU chain the
+        //    newly registered module).
         let engine = self.engine.clone();
-        let warmed = self
-            .pipeline
-            .swap(|_| WasmChain::new(&engine, &specs).map(boxed))
-            .await
-            .map_err(|e| {
-                self.metrics.hot_swap(short, "failed");
-                tracing::error!(module = short, error = %e, "Hot-swap failed.");
-                SwapRejected::Failed {
-                    name: short.to_owned(),
-                    message: e.to_string(),
-                }
-            })?;
+        let warmed = match &self.server {
+            Some(server) => {
+                Self::swap_server_side(server, index, &wasm, slots[index].info.version + 1).await
+            }
+            None => self
+                .pipeline
+                .swap(|_| WasmChain::new(&engine, &specs).map(boxed))
+                .await
+                .map_err(|e| e.to_string()),
+        }
+        .map_err(|message| {
+            self.metrics.hot_swap(short, "failed");
+            tracing::error!(module = short, error = %message, "Hot-swap failed.");
+            SwapRejected::Failed {
+                name: short.to_owned(),
+                message,
+            }
+        })?;
 
         // 3. Keep it across restarts.
         if let Err(e) = save_active(&self.active_dir, file_of(short), &wasm) {
