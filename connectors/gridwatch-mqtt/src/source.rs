@@ -192,6 +192,9 @@ impl MqttSource {
         let _ = stop_tx.send(true);
         match poller.await {
             Ok(Ok(())) => {}
+            // The batcher saw the channel close because the poller failed
+            // (a refused login, say): that is the outcome, not a clean stop.
+            Ok(Err(e)) if !*shutdown.borrow() => return Err(e),
             Ok(Err(e)) => warn!(error = %e, "MQTT connection ended with an error during shutdown."),
             Err(e) => warn!(error = %e, "MQTT poll task failed during shutdown."),
         }
