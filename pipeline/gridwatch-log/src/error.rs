@@ -72,15 +72,32 @@ pub enum LogError {
         limit: u64,
     },
 
-    /// An earlier write or fsync of this partition failed. After a failed
-    /// fsync the kernel may have dropped dirty pages, so nothing written since
-    /// can be trusted until the partition is reopened and recovered.
+    /// An earlier write or fsync of this partition failed and could not be
+    /// rolled back (the partial write could not be cut off, or the flush
+    /// had sealed a segment), so nothing written since can be trusted until
+    /// the partition is reopened and recovered. A failure that was rolled
+    /// back does not poison: see [`LogError::AppendFailed`].
     #[error("partition {path} refuses writes after an earlier failure: {cause}")]
     Poisoned {
         /// The partition directory.
         path: PathBuf,
         /// The first failure, as text (the original error went to its caller).
         cause: String,
+    },
+
+    /// An append failed (a full disk, an I/O error) in the group commit
+    /// that also held this batch. Nothing of the batch was written: the
+    /// partition was cut back to where it was, and later appends are tried
+    /// afresh (`retryable` says whether the cause, e.g. ENOSPC, may pass).
+    #[error("append to partition {path} failed, nothing of it was written: {cause}")]
+    AppendFailed {
+        /// The partition directory.
+        path: PathBuf,
+        /// The failure, as text (the original error went to the appender
+        /// whose flush hit it).
+        cause: String,
+        /// Whether trying again later can succeed.
+        retryable: bool,
     },
 
     /// A topic name that cannot be used as a directory name.
@@ -162,6 +179,7 @@ impl LogError {
                     | io::ErrorKind::ResourceBusy
                     | io::ErrorKind::OutOfMemory
             ),
+            LogError::AppendFailed { retryable, .. } => *retryable,
             LogError::Corrupt { .. }
             | LogError::OffsetGap { .. }
             | LogError::OffsetOutOfRange { .. }

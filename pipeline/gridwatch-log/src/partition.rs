@@ -146,8 +146,59 @@ struct WriteState {
     flushing: bool,
     /// Every offset below this is durable and published.
     durable_offset: u64,
-    /// Set by the first failed write or fsync; refuses all later appends.
+    /// Set when a failed flush could not be rolled back (or its leader
+    /// panicked); refuses all later appends until the partition is reopened.
     poisoned: Option<String>,
+    /// Bumped by every failed flush that was rolled back. A failed flush
+    /// drops every batch not yet durable (its own and those queued behind
+    /// it) and hands their offsets out again, so an appender tells from the
+    /// generation it queued in whether its batch went down with one.
+    generation: u64,
+    /// For the latest failed flushes: (the generation it ended, the durable
+    /// offset then, the error as text). Appenders of that generation whose
+    /// batch ends at or below that offset were durable; the rest failed.
+    failures: std::collections::VecDeque<(u64, u64, String, bool)>,
+}
+
+/// Failed flushes remembered for appenders still waiting on them; an
+/// appender that slept through more than this many is told it failed.
+const FAILURES_KEPT: usize = 64;
+
+/// Why a flush failed, and whether the partition was put back as it was.
+#[derive(Debug)]
+struct FlushFailure {
+    error: LogError,
+    rolled_back: bool,
+}
+
+/// The writer's view of the active segment's tail before a flush, to put
+/// back when the flush fails (the index only grows, so its length will do).
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    len: u64,
+    end_offset: u64,
+    max_timestamp_ms: i64,
+    index_len: usize,
+    last_indexed_pos: u64,
+}
+
+impl Tail {
+    fn of(s: &SegmentState) -> Tail {
+        Tail {
+            len: s.len,
+            end_offset: s.end_offset,
+            max_timestamp_ms: s.max_timestamp_ms,
+            index_len: s.index.len(),
+            last_indexed_pos: s.last_indexed_pos,
+        }
+    }
+    fn restore(self, s: &mut SegmentState) {
+        s.len = self.len;
+        s.end_offset = self.end_offset;
+        s.max_timestamp_ms = self.max_timestamp_ms;
+        s.index.truncate(self.index_len);
+        s.last_indexed_pos = self.last_indexed_pos;
+    }
 }
 
 /// The published view readers work from.
@@ -179,6 +230,10 @@ pub struct Partition {
     /// Makes the next fsync fail, to test what follows a failed fsync.
     #[cfg(test)]
     fail_next_sync: std::sync::atomic::AtomicBool,
+    /// Makes the next segment write stop half-way with ENOSPC, as a full
+    /// disk does, leaving a partial frame on disk.
+    #[cfg(test)]
+    fail_next_write: std::sync::atomic::AtomicBool,
     listeners: RwLock<Vec<Listener>>,
     recovery: RecoveryReport,
 }
@@ -283,6 +338,8 @@ impl Partition {
                 flushing: false,
                 durable_offset: hw,
                 poisoned: None,
+                generation: 0,
+                failures: std::collections::VecDeque::new(),
             }),
             durable: Condvar::new(),
             io: Mutex::new(active),
@@ -294,6 +351,8 @@ impl Partition {
             flushes: AtomicU64::new(0),
             #[cfg(test)]
             fail_next_sync: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_write: std::sync::atomic::AtomicBool::new(false),
             listeners: RwLock::new(Vec::new()),
             recovery,
             dir,
@@ -391,8 +450,26 @@ impl Partition {
         ws.pending.batches.push((frames, len));
         let end = base + records.len() as u64;
         ws.next_offset = end;
+        let generation = ws.generation;
 
         loop {
+            if w.generation != generation {
+                // A flush failed since this batch was queued: it was durable
+                // before that failure, or it was dropped with it.
+                return match w.failures.iter().find(|f| f.0 == generation) {
+                    Some(&(_, durable_then, ..)) if durable_then >= end => Ok(base..end),
+                    Some((_, _, cause, retryable)) => Err(LogError::AppendFailed {
+                        path: self.dir.clone(),
+                        cause: cause.clone(),
+                        retryable: *retryable,
+                    }),
+                    None => Err(LogError::AppendFailed {
+                        path: self.dir.clone(),
+                        cause: "an earlier flush failed".into(),
+                        retryable: true,
+                    }),
+                };
+            }
             if w.durable_offset >= end {
                 return Ok(base..end);
             }
@@ -427,8 +504,27 @@ impl Partition {
                     w.durable_offset = flushed.high_watermark;
                     Ok(flushed)
                 }
-                Err(e) => {
-                    w.poisoned = Some(e.to_string());
+                Err(failure) => {
+                    let e = failure.error;
+                    if failure.rolled_back {
+                        // The log is as it was before this flush: drop every
+                        // batch not durable (this flush's and those queued
+                        // since, whose offsets followed them), hand their
+                        // offsets out again, and fail their appenders.
+                        let durable = w.durable_offset;
+                        let failure = (w.generation, durable, e.to_string(), e.is_retryable());
+                        w.failures.push_back(failure);
+                        if w.failures.len() > FAILURES_KEPT {
+                            w.failures.pop_front();
+                        }
+                        w.generation += 1;
+                        w.pending.clear();
+                        w.next_offset = durable;
+                    } else {
+                        w.poisoned = Some(e.to_string());
+                    }
+                    // The leader's own batch was in this flush: it gets the
+                    // error itself, with its kind (StorageFull, …).
                     Err(e)
                 }
             };
@@ -456,11 +552,60 @@ impl Partition {
 
     /// The leader's I/O: write the pending batches, rolling segments as they
     /// fill, make them durable, and publish them to readers.
-    fn flush(&self, pending: &Pending) -> Result<Flushed> {
+    ///
+    /// When a write or fsync fails (a full disk: ENOSPC, or EIO) before any
+    /// segment was sealed, the active segment is cut back to its length
+    /// before this flush (and that cut synced) and the writer's view of it
+    /// restored, so the partition is exactly as it was and later appends can
+    /// succeed once the cause is gone, without a restart. Re-writing
+    /// everything after the cut also covers a failed fsync, after which the
+    /// kernel may have dropped the dirty pages. Only when that cut fails too,
+    /// or the flush had sealed a segment, is the partition poisoned until it
+    /// is reopened (recovery then cuts the torn tail).
+    fn flush(&self, pending: &Pending) -> std::result::Result<Flushed, FlushFailure> {
+        let mut io = lock(&self.io);
+        let before = Tail::of(&io);
+        let mut sealed_any = false;
+        match self.write_pending(pending, &mut io, &mut sealed_any) {
+            Ok(flushed) => Ok(flushed),
+            Err(error) if sealed_any => Err(FlushFailure {
+                error,
+                rolled_back: false,
+            }),
+            Err(error) => {
+                let durable = self.config.durability == Durability::Fsync;
+                match io.file.truncate(before.len, durable) {
+                    Ok(()) => {
+                        before.restore(&mut io);
+                        Err(FlushFailure {
+                            error,
+                            rolled_back: true,
+                        })
+                    }
+                    Err(cut) => Err(FlushFailure {
+                        error: LogError::AppendFailed {
+                            path: self.dir.clone(),
+                            cause: format!(
+                                "{error}; cutting off the partial write failed too: {cut}"
+                            ),
+                            retryable: false,
+                        },
+                        rolled_back: false,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn write_pending(
+        &self,
+        pending: &Pending,
+        io: &mut SegmentState,
+        sealed_any: &mut bool,
+    ) -> Result<Flushed> {
         let buf = &pending.bytes[..];
         let durable = self.config.durability == Durability::Fsync;
         let interval = self.config.index_interval_bytes;
-        let mut io = lock(&self.io);
         // Segments sealed during this flush, published together with the
         // active one so readers never see a half-rolled state.
         let mut sealed: Vec<SegmentState> = Vec::new();
@@ -472,8 +617,9 @@ impl Partition {
         for &(frame_count, batch_len) in &pending.batches {
             if io.len > 0 && io.len + batch_len > self.config.segment_bytes {
                 io.file.write_all_at(&buf[run_start..cursor], run_pos)?;
-                let next = self.roll(&io, durable)?;
-                sealed.push(mem::replace(&mut *io, next));
+                *sealed_any = true;
+                let next = self.roll(io, durable)?;
+                sealed.push(mem::replace(io, next));
                 run_start = cursor;
                 run_pos = 0;
             }
@@ -481,6 +627,13 @@ impl Partition {
                 io.push_frame(meta, interval);
                 cursor += meta.len as usize;
             }
+        }
+        #[cfg(test)]
+        if self.fail_next_write.swap(false, Ordering::Relaxed) {
+            let half = run_start + (cursor - run_start) / 2;
+            io.file.write_all_at(&buf[run_start..half], run_pos)?;
+            let full = std::io::Error::new(ErrorKind::StorageFull, "injected: no space left");
+            return Err(LogError::io("write segment", &io.file.log_path, full));
         }
         io.file.write_all_at(&buf[run_start..cursor], run_pos)?;
         #[cfg(test)]
