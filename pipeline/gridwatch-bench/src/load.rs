@@ -4,9 +4,14 @@
 //! One generator thread makes request bodies (the simulator is
 //! deterministic and cheap) and hands them to the clients over a bounded
 //! queue, so a slow pipeline slows the generator down instead of piling up
-//! memory. A 503 (backpressure) is retried with the same body after a
+//! memory. A 503 for backpressure is retried with the same body after a
 //! pause, as a well-behaved producer would; every reading is counted once,
-//! when its request is answered.
+//! when its request is answered. Any other failure (a 503 because the log
+//! could not store the readings, e.g. a full disk; another status; a
+//! connection error) is an ingest error: counted, the first one printed
+//! with its reason at once, retried a few times, then given up and counted
+//! as failed, so a broken pipeline shows in the report instead of stalling
+//! the load silently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -69,6 +74,9 @@ pub struct LoadTotals {
     pub retries: u64,
     /// Readings in requests that failed for good (never answered 200).
     pub failed: u64,
+    /// Ingest errors: answers other than 200 and backpressure, and
+    /// requests that got no answer, counting every attempt.
+    pub errors: u64,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +88,7 @@ struct Counters {
     rejected: AtomicU64,
     retries: AtomicU64,
     failed: AtomicU64,
+    errors: AtomicU64,
 }
 
 impl Counters {
@@ -92,6 +101,7 @@ impl Counters {
             rejected: self.rejected.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
         }
     }
 }
@@ -203,22 +213,37 @@ impl Load {
         self.counters.totals()
     }
 
-    /// Stops generating, sends what is queued, and returns the final counts.
+    /// The first ingest errors (at most five), with their reasons.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Stops generating, sends what is queued, and returns the final counts,
+    /// failing if any reading was never acknowledged.
     pub fn finish(self) -> Result<LoadTotals, BenchError> {
+        let (totals, errors) = self.finish_counting()?;
+        if totals.failed > 0 {
+            return Err(BenchError::Load(format!(
+                "{} readings were never acknowledged ({} ingest errors): {}",
+                totals.failed,
+                totals.errors,
+                errors.join("; ")
+            )));
+        }
+        Ok(totals)
+    }
+
+    /// As [`Load::finish`], but readings that were never acknowledged are
+    /// only counted (`failed`), with the first ingest errors alongside, for
+    /// a report that gives its verdict rather than stopping short.
+    pub fn finish_counting(self) -> Result<(LoadTotals, Vec<String>), BenchError> {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads {
             t.join()
                 .map_err(|_| BenchError::Load("a load thread panicked".into()))?;
         }
-        let totals = self.counters.totals();
-        if totals.failed > 0 {
-            let errors = self.errors.lock().map(|e| e.join("; ")).unwrap_or_default();
-            return Err(BenchError::Load(format!(
-                "{} readings were never acknowledged: {errors}",
-                totals.failed
-            )));
-        }
-        Ok(totals)
+        let errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        Ok((self.counters.totals(), errors))
     }
 }
 
@@ -251,24 +276,67 @@ fn post(
                 Err(e) => format!("unreadable ingest answer: {e}"),
             },
             Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                // Backpressure: the pipeline asks producers to wait.
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
+                let reason = problem(r);
+                if is_backpressure(&reason) {
+                    // The pipeline asks producers to wait.
+                    counters.retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                // Unavailable for another reason: the log could not store
+                // the readings (a full disk), or the pipeline is starting.
+                format!("HTTP 503: {reason}")
             }
-            Ok(r) => format!("HTTP {}", r.status()),
+            Ok(r) => {
+                let status = r.status();
+                format!("HTTP {status}: {}", problem(r))
+            }
             Err(e) => e.to_string(),
         };
+        let seen = counters.errors.fetch_add(1, Ordering::Relaxed);
+        if seen == 0 {
+            eprintln!("load: ingest error (retried, then its readings count as failed): {error}");
+        }
+        if let Ok(mut e) = errors.lock()
+            && e.len() < 5
+            && !e.contains(&error)
+        {
+            e.push(error);
+        }
         failures += 1;
         if failures >= MAX_ATTEMPTS {
             counters.failed.fetch_add(n, Ordering::Relaxed);
-            if let Ok(mut e) = errors.lock()
-                && e.len() < 5
-            {
-                e.push(error);
-            }
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The reason in an error answer (`{"error": "…"}`), else its body.
+fn problem(r: reqwest::blocking::Response) -> String {
+    let body = r.text().unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or(body)
+}
+
+/// Whether a 503's reason is backpressure (retry, it is not an error)
+/// rather than a failure.
+fn is_backpressure(reason: &str) -> bool {
+    reason.contains("behind")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_backpressure_503s_are_waited_out() {
+        assert!(is_backpressure("the pipeline is behind; retry later"));
+        assert!(!is_backpressure(
+            "the readings were not stored: embedded log: No space left on device (os error 28)"
+        ));
+        assert!(!is_backpressure("starting up"));
     }
 }

@@ -224,7 +224,7 @@ pub fn soak(opts: &SoakOptions) -> Result<SoakReport, BenchError> {
         (last_sent, last_processed, last_cpu, last_at) = (sent, status.processed, proc.cpu_ns, now);
     }
     let run_s = started.elapsed().as_secs_f64();
-    let totals = load.finish()?;
+    let (totals, load_errors) = load.finish_counting()?;
 
     // Drain: the pipeline catches up with what was acknowledged.
     let drain_started = Instant::now();
@@ -243,6 +243,14 @@ pub fn soak(opts: &SoakOptions) -> Result<SoakReport, BenchError> {
     let _ = pipeline.stop();
 
     let mut problems = Vec::new();
+    if totals.errors > 0 || totals.failed > 0 {
+        problems.push(format!(
+            "{} ingest errors, {} readings never acknowledged; first: {}",
+            totals.errors,
+            totals.failed,
+            load_errors.first().map_or("-", String::as_str)
+        ));
+    }
     if totals.sent != totals.generated {
         problems.push(format!(
             "{} readings generated but {} acknowledged",
