@@ -44,6 +44,9 @@ pub enum LakeError {
     /// The lake's commit state cannot be read by this version.
     #[error("lake state {path} is not usable: {problem}")]
     State { path: String, problem: String },
+    /// A data file could not be read back as the lake writes it.
+    #[error("reading {path}: {problem}")]
+    Decode { path: String, problem: String },
     /// Encoding rows to Parquet failed (a bug, not bad input).
     #[error("encoding {path}: {problem}")]
     Encode { path: String, problem: String },

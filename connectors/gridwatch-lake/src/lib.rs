@@ -5,6 +5,8 @@
 //! - [`config`]: `sinks.lake` ([`LakeConfig`]).
 //! - [`layout`]: folders, file names and the commit state.
 //! - [`encoder`]: rows, the Arrow schemas and the Parquet writer.
+//! - [`reader`]: [`LakeReader`](reader::LakeReader), reading the committed
+//!   readings back by date, for `gridwatch replay --from-lake`.
 //! - [`sink`]: [`LakeSink`], the [`Sink`](gridwatch_connector::Sink), and
 //!   its commit protocol.
 //!
@@ -67,6 +69,7 @@ pub mod config;
 pub mod encoder;
 mod error;
 pub mod layout;
+pub mod reader;
 pub mod sink;
 mod store;
 

@@ -167,6 +167,38 @@ impl Lake {
         }
     }
 
+    /// Every object under `rel_prefix` (a folder, relative to the lake
+    /// root), recursively: its path relative to the root and its size. A
+    /// prefix with nothing under it lists nothing.
+    pub(crate) async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>, LakeError> {
+        use futures::TryStreamExt;
+        let prefix = self.path(rel_prefix)?;
+        let store_error = |source| LakeError::Store {
+            op: "list",
+            path: rel_prefix.to_owned(),
+            source,
+        };
+        let listed: Vec<object_store::ObjectMeta> =
+            match self.store.list(Some(&prefix)).try_collect().await {
+                Ok(v) => v,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(store_error(e)),
+            };
+        let root = if self.root.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.root)
+        };
+        Ok(listed
+            .into_iter()
+            .map(|m| {
+                let full = m.location.to_string();
+                let rel = full.strip_prefix(&root).unwrap_or(&full).to_owned();
+                (rel, m.size)
+            })
+            .collect())
+    }
+
     /// Deletes an object; deleting one that is not there succeeds.
     pub(crate) async fn delete(&self, rel: &str) -> Result<(), LakeError> {
         let path = self.path(rel)?;

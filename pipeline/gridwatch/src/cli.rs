@@ -39,6 +39,11 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Soak test: a fixed rate for a long time, sampled; checks no loss and no degradation.
     Soak(crate::bench::SoakArgs),
+    /// Re-score history from the Parquet lake with another detector, into a separate output.
+    Replay(crate::replay::ReplayArgs),
+    /// Register Gridwatch's Avro schemas with the schema registry.
+    #[command(subcommand)]
+    Registry(crate::registry_cmd::RegistryCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -287,5 +292,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         // The bench library blocks (HTTP clients, sleeps): off the async runtime.
         Command::Bench(args) => tokio::task::spawn_blocking(|| crate::bench::bench(args)).await?,
         Command::Soak(args) => tokio::task::spawn_blocking(|| crate::bench::soak(args)).await?,
+        Command::Replay(args) => crate::replay::run(args).await,
+        Command::Registry(cmd) => crate::registry_cmd::dispatch(cmd).await,
     }
 }

@@ -114,6 +114,10 @@ pub fn router(state: Shared, registry: EmbeddedRegistry) -> Router {
             "/api/v1/topics/{topic}/partitions/{partition}/records",
             get(fetch_records).post(crate::connector::append_records),
         )
+        .route(
+            "/api/v1/replay/topics/{topic}/partitions/{partition}/records",
+            axum::routing::post(crate::replay::append_output),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,

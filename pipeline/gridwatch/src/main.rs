@@ -14,6 +14,7 @@
 //! - `payloads`: JSON, framed Avro and Avro container payloads at the edge.
 //! - `sources`: the MQTT and Kafka sources `gridwatch run` starts from `sources.*`.
 //! - `file_ingest`, `score`: `gridwatch ingest FILE…` and `gridwatch score FILE…`.
+//! - `replay`: `gridwatch replay --from-lake`; `registry_cmd`: `gridwatch registry register`.
 //! - `bench`: `gridwatch bench` and `gridwatch soak`, over the `gridwatch-bench` library.
 
 mod admin;
@@ -29,6 +30,8 @@ mod http;
 mod modules;
 mod payloads;
 mod publish;
+mod registry_cmd;
+mod replay;
 mod score;
 mod sinks;
 mod sources;

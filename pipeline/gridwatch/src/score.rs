@@ -53,7 +53,7 @@ pub struct ScoreArgs {
 
 /// The registry ids offline scoring frames with; any fixed values do, as
 /// validate is given the schema under the same id.
-const OFFLINE_IDS: SchemaIds = SchemaIds {
+pub(crate) const OFFLINE_IDS: SchemaIds = SchemaIds {
     reading: 1,
     scored: 4,
     anomaly: 2,
