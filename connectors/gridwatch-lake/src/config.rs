@@ -67,9 +67,11 @@ pub struct LakeConfig {
     /// choice for archives) or `snappy` (faster to write and read).
     #[serde(default)]
     pub compression: Compression,
-    /// A partition's buffered rows are committed as soon as they reach this
-    /// many, even before the driver's next flush, to bound memory. Files are
-    /// still cut at source offsets, never by time. Default 200,000; 1 to
+    /// The most rows one commit holds. Each delivered batch is committed
+    /// when it is written (so that a batch the lake cannot take can be
+    /// dead-lettered under `retry`); a batch with more rows for one
+    /// partition than this is committed in pieces, to bound memory. Files
+    /// are cut at source offsets, never by time. Default 200,000; 1 to
     /// 10,000,000.
     #[serde(default = "default_max_buffered_rows")]
     pub max_buffered_rows: usize,
@@ -84,6 +86,16 @@ pub struct LakeConfig {
     /// TLS for an `https://` endpoint.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// How a failed commit (S3 down, a disk error) is retried: the shared
+    /// sink policy (FR-008), as for `sinks.influxdb.retry` and
+    /// `sinks.kafka.retry`. Each delivered batch is committed when it is
+    /// written, so after `max_retries` the batch goes to the dead-letter
+    /// topic with reason `RETRIES_EXHAUSTED` and the sink moves on instead
+    /// of holding its position; `gridwatch dlq replay --stage lake` fills
+    /// the gap once the lake is back, exactly once. Default: 100ms doubling
+    /// to 30s, 3 retries.
+    #[serde(default)]
+    pub retry: gridwatch_connector::RetryPolicy,
 }
 
 /// TLS settings for the S3 endpoint.
@@ -142,6 +154,7 @@ impl fmt::Debug for LakeConfig {
             .field("readings_topic", &self.readings_topic)
             .field("anomalies_topic", &self.anomalies_topic)
             .field("tls", &self.tls)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -175,6 +188,7 @@ impl Default for LakeConfig {
             readings_topic: default_readings_topic(),
             anomalies_topic: default_anomalies_topic(),
             tls: TlsConfig::default(),
+            retry: gridwatch_connector::RetryPolicy::default(),
         }
     }
 }
@@ -259,6 +273,7 @@ impl LakeConfig {
                 "unset when secret_access_key is set (one or the other)",
             ));
         }
+        self.retry.validate(&key("retry"))?;
         if !(1..=10_000_000).contains(&self.max_buffered_rows) {
             return Err(ConfigError::new(
                 key("max_buffered_rows"),
@@ -461,5 +476,30 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(!text.contains("AKIDEXAMPLE"), "{text}");
         assert!(text.contains("<redacted>"), "{text}");
+    }
+
+    #[test]
+    fn retry_has_the_shared_defaults_and_validation() {
+        let c: LakeConfig = serde_json::from_str(r#"{"retry": {"max_retries": 5}}"#).unwrap();
+        assert_eq!(c.retry.max_retries, 5);
+        assert_eq!(
+            c.retry.initial_backoff,
+            gridwatch_connector::RetryPolicy::default().initial_backoff
+        );
+        assert_eq!(
+            LakeConfig::default().retry,
+            gridwatch_connector::RetryPolicy::default()
+        );
+        let bad = LakeConfig {
+            retry: gridwatch_connector::RetryPolicy {
+                max_retries: 1000,
+                ..Default::default()
+            },
+            ..LakeConfig::local("/tmp/lake")
+        };
+        let e = bad.validate("sinks.lake").unwrap_err();
+        assert_eq!(e.key, "sinks.lake.retry.max_retries");
+        assert_eq!(e.value, "1000");
+        assert!(serde_json::from_str::<LakeConfig>(r#"{"retry": {"tries": 5}}"#).is_err());
     }
 }

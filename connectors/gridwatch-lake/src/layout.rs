@@ -88,6 +88,29 @@ pub fn data_file(
     )
 }
 
+/// The path of a data file written by a replay that fills a gap (see
+/// [`CommitState::holes`]): the same as [`data_file`] with a `-fill`
+/// suffix, so it can never share a name with a file a failed live commit
+/// left behind (which the live sink deletes later).
+pub fn fill_file(
+    kind: Kind,
+    partition: TimePartition,
+    topic_partition: u32,
+    first: u64,
+    last: u64,
+) -> String {
+    format!(
+        "{}/{}/part-p{topic_partition}-{first:020}-{last:020}-fill.parquet",
+        kind.dir(),
+        partition.dirs()
+    )
+}
+
+/// The path of a topic partition's fill state ([`FillState`]).
+pub fn fill_state_file(kind: Kind, topic_partition: u32) -> String {
+    format!("_lake/state/{}/p{topic_partition}.fills.json", kind.dir())
+}
+
 /// The path (relative to the lake root) of a topic partition's commit state.
 pub fn state_file(kind: Kind, topic_partition: u32) -> String {
     format!("_lake/state/{}/p{topic_partition}.json", kind.dir())
@@ -109,6 +132,70 @@ pub struct CommitState {
     /// A flush that started but has not committed: its files may exist,
     /// in part, and are deleted by recovery.
     pub pending: Option<Pending>,
+    /// Offset ranges (inclusive) at or below `committed` whose rows are not
+    /// in the lake: batches the sink dead-lettered after its retries (the
+    /// lake was down), records it refused, offsets before the first one it
+    /// saw. Only these may be filled later by `gridwatch dlq replay`; any
+    /// other offset at or below `committed` is already in the lake and is
+    /// skipped, which is what keeps a replay exactly-once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holes: Vec<[u64; 2]>,
+}
+
+/// What replays have filled of a partition's [`CommitState::holes`]. Kept
+/// in its own object, written only by the sink doing the replay, so a
+/// replay running next to the live sink never overwrites the live commit
+/// state (nor the other way round).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FillState {
+    pub version: u32,
+    pub topic: String,
+    pub partition: u32,
+    /// Offset ranges (inclusive) of holes that replays have filled.
+    pub filled: Vec<[u64; 2]>,
+    /// A fill under way, rolled back by recovery as for [`CommitState`].
+    pub pending: Option<Pending>,
+}
+
+/// Whether `offset` lies in one of the sorted, disjoint inclusive `ranges`.
+pub fn in_ranges(ranges: &[[u64; 2]], offset: u64) -> bool {
+    let i = ranges.partition_point(|r| r[1] < offset);
+    ranges.get(i).is_some_and(|r| r[0] <= offset)
+}
+
+/// Adds the inclusive ranges `new` to the sorted, disjoint inclusive
+/// `ranges`, merging overlaps and neighbours, so the list stays as short as
+/// the gaps are few.
+pub fn add_ranges(ranges: &mut Vec<[u64; 2]>, new: impl IntoIterator<Item = [u64; 2]>) {
+    let mut all: Vec<[u64; 2]> = std::mem::take(ranges);
+    all.extend(new.into_iter().filter(|r| r[0] <= r[1]));
+    all.sort_unstable();
+    for r in all {
+        match ranges.last_mut() {
+            Some(last) if r[0] <= last[1].saturating_add(1) => last[1] = last[1].max(r[1]),
+            _ => ranges.push(r),
+        }
+    }
+}
+
+/// The inclusive ranges of `from..=to` not among the sorted `offsets`.
+pub fn gaps(from: u64, to: u64, offsets: &[u64]) -> Vec<[u64; 2]> {
+    let mut out = Vec::new();
+    let mut next = from;
+    for &o in offsets {
+        if o > to {
+            break;
+        }
+        if o > next {
+            out.push([next, o - 1]);
+        }
+        next = next.max(o.saturating_add(1));
+    }
+    if next <= to && next >= from {
+        out.push([next, to]);
+    }
+    out
 }
 
 /// The intent of one flush, written before its first data file.

@@ -50,14 +50,16 @@ fn once(mut got: Vec<u64>, want: std::ops::Range<u64>) {
 }
 
 /// US3's acceptance check: a million scored readings over four days of
-/// event time (plus late ones two hours back) and their anomalies, flushed
-/// every 10,000 events as the driver does, into a real S3 server; pyarrow
+/// event time (plus late ones two hours back) and their anomalies, in
+/// batches of 5,000 (the driver's default `batch_max`; each is committed as
+/// it is written) and flushed every 10,000 events as the driver does, into
+/// a real S3 server; pyarrow
 /// then finds every row exactly once, in the date/hour folder of its UTC
 /// event time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_events_land_once_in_their_event_time_partitions_on_s3() {
     const PER_PARTITION: u64 = 500_000;
-    const BATCH: u64 = 1_000;
+    const BATCH: u64 = 5_000;
     const CHECKPOINT: u64 = 10_000;
     let server = S3Server::start().await;
     let mut sink = LakeSink::new(&server.config("million")).expect("lake opens");
@@ -127,31 +129,35 @@ async fn a_million_events_land_once_in_their_event_time_partitions_on_s3() {
     server.stop().await;
 }
 
-/// A crash in the middle of a flush (one data file cannot be written),
-/// then a restart whose driver cuts its flushes at other offsets: recovery
-/// deletes what the broken flush wrote, and the replay archives each
+/// A crash in the middle of a commit (one data file cannot be written),
+/// then a restart whose driver cuts its batches at other offsets: recovery
+/// deletes what the broken commit wrote, and the replay archives each
 /// reading once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_mid_flush_is_rolled_back_and_replayed_with_other_boundaries() {
+async fn a_crash_mid_commit_is_rolled_back_and_replayed_with_other_boundaries() {
     let dir = tempfile::tempdir().unwrap();
     let config = LakeConfig::local(dir.path());
     let mut sink = LakeSink::new(&config).unwrap();
     assert_eq!(sink.recover("scored", 0).await.unwrap(), None);
     feed(&mut sink, "scored", 0, 0..100, 25, scored_record).await;
-    sink.flush().await.unwrap();
 
-    // Offsets 149, 199, 249 and 299 are two hours late and go to their own
-    // file; block its name with a directory so that put fails.
+    // Offset 149 is two hours late and goes to its own file; block its name
+    // with a directory so that put fails.
     let late = TimePartition::of(Kind::Readings, sample_scored(0, 149).reading.timestamp);
     let blocked = dir
         .path()
-        .join(layout::data_file(Kind::Readings, late, 0, 149, 299));
+        .join(layout::data_file(Kind::Readings, late, 0, 149, 149));
     std::fs::create_dir_all(&blocked).unwrap();
     let on_time = TimePartition::of(Kind::Readings, sample_scored(0, 100).reading.timestamp);
     assert_ne!(late, on_time);
-    feed(&mut sink, "scored", 0, 100..300, 50, scored_record).await;
-    let e = sink.flush().await.unwrap_err();
+    let batch: Vec<_> = (100..150).map(|o| scored_record("scored", 0, o)).collect();
+    let e = sink.write(&batch).await.unwrap_err();
     assert!(e.is_transient(), "{e}");
+    assert_eq!(
+        sink.buffered_rows(),
+        0,
+        "a failed batch stays buffered nowhere"
+    );
     drop(sink); // the crash
 
     std::fs::remove_dir_all(&blocked).unwrap();
@@ -166,15 +172,12 @@ async fn a_crash_mid_flush_is_rolled_back_and_replayed_with_other_boundaries() {
     assert_eq!(sink.recover("scored", 0).await.unwrap(), Some(99));
     let orphan = dir
         .path()
-        .join(layout::data_file(Kind::Readings, on_time, 0, 100, 298));
+        .join(layout::data_file(Kind::Readings, on_time, 0, 100, 148));
     assert!(!orphan.exists(), "recovery deletes {}", orphan.display());
-    // Replay from an older checkpoint (50) in other chunks and flushes.
+    // Replay from an older checkpoint (50) in other chunks.
     let records: Vec<_> = (50..300).map(|o| scored_record("scored", 0, o)).collect();
-    for (i, chunk) in records.chunks(33).enumerate() {
+    for chunk in records.chunks(33) {
         sink.write(chunk).await.unwrap();
-        if i % 2 == 1 {
-            sink.flush().await.unwrap();
-        }
     }
     sink.flush().await.unwrap();
     let reader = vec![dir.path().display().to_string()];
@@ -183,32 +186,80 @@ async fn a_crash_mid_flush_is_rolled_back_and_replayed_with_other_boundaries() {
     assert_eq!(summary["readings"]["bad_partition"], 0, "{summary}");
 }
 
-/// The S3 server goes away between a write and its flush and comes back
-/// later: the failed flush is retried with more rows, and the lake holds
-/// each one once.
+/// The S3 server goes away and comes back later (issue #9): writes fail
+/// as transient, so the driver's retry budget runs out and the batch is
+/// dead-lettered with its reason, nothing of it buffered; the sink moves on
+/// once S3 is back, and replaying the dead letters (a sink that did not
+/// recover, as `gridwatch dlq replay` builds) fills the gap exactly once,
+/// however often the replay and the live overlap are re-delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_s3_outage_during_a_flush_loses_and_duplicates_nothing() {
+async fn an_s3_outage_dead_letters_batches_and_a_replay_fills_the_gap_once() {
     let server = S3Server::start().await;
     let config = server.config("outage");
     let reader = server.reader_args("outage");
     let mut sink = LakeSink::new(&config).unwrap();
     assert_eq!(sink.recover("scored", 0).await.unwrap(), None);
     feed(&mut sink, "scored", 0, 0..100, 50, scored_record).await;
-    sink.flush().await.unwrap();
 
     let (dir, port) = server.stop().await;
-    feed(&mut sink, "scored", 0, 100..200, 50, scored_record).await;
-    let e = sink.flush().await.unwrap_err();
+    let quick = RetryPolicy {
+        initial_backoff: std::time::Duration::from_millis(5),
+        max_backoff: std::time::Duration::from_millis(10),
+        max_retries: 2,
+        multiplier: 2.0,
+    };
+    let down: Vec<_> = (100..150).map(|o| scored_record("scored", 0, o)).collect();
+    let out = deliver(&mut sink, &down, &quick).await;
+    assert_eq!(out.written, 0, "{out:?}");
+    assert_eq!(out.retries, 2);
+    assert_eq!(out.dead_letters.len(), 50);
     assert!(
-        e.is_transient(),
-        "an unreachable lake is worth retrying: {e}"
+        out.dead_letters
+            .iter()
+            .all(|d| d.reason == "RETRIES_EXHAUSTED" && d.stage == "lake"),
+        "{:?}",
+        out.dead_letters[0]
     );
-    feed(&mut sink, "scored", 0, 200..250, 50, scored_record).await;
-    // Re-delivered overlap while the lake is down: skipped, not doubled.
-    feed(&mut sink, "scored", 0, 150..250, 50, scored_record).await;
+    assert!(
+        out.dead_letters[0].message.contains("lake"),
+        "the reason names the failure: {}",
+        out.dead_letters[0].message
+    );
+    assert_eq!(sink.buffered_rows(), 0, "nothing of a failed batch is held");
 
     let server = S3Server::start_in(dir, port).await;
-    sink.flush().await.unwrap();
+    // The sink moves on after the dead-lettered batch.
+    feed(&mut sink, "scored", 0, 150..250, 50, scored_record).await;
+    let mut got = offsets(&reader, "readings", 0).await;
+    got.sort_unstable();
+    assert_eq!(got, (0..100).chain(150..250).collect::<Vec<_>>());
+
+    // The replay: the dead letters' records with their source positions.
+    let replayed: Vec<SinkRecord> = out
+        .dead_letters
+        .iter()
+        .map(|d| SinkRecord {
+            topic: d.source_topic.clone().unwrap(),
+            partition: d.source_partition.unwrap() as u32,
+            offset: d.source_offset.unwrap() as u64,
+            timestamp_ms: d.first_failed_at,
+            key: None,
+            value: bytes::Bytes::from(d.original.clone()),
+        })
+        .collect();
+    let mut replay = LakeSink::replaying(&config).unwrap();
+    replay.write(&replayed).await.unwrap();
+    replay.flush().await.unwrap();
+    // Again, by the same and by a new replaying sink, with the live
+    // overlap re-delivered to both kinds: nothing is doubled.
+    replay.write(&replayed).await.unwrap();
+    let mut again = LakeSink::replaying(&config).unwrap();
+    again.write(&replayed).await.unwrap();
+    feed(&mut again, "scored", 0, 0..250, 40, scored_record).await;
+    feed(&mut sink, "scored", 0, 100..250, 50, scored_record).await;
+    let mut live = LakeSink::new(&config).unwrap();
+    assert_eq!(live.recover("scored", 0).await.unwrap(), Some(249));
+    live.write(&replayed).await.unwrap();
     once(offsets(&reader, "readings", 0).await, 0..250);
     drop(sink);
     let mut sink = LakeSink::new(&config).unwrap();
@@ -299,24 +350,26 @@ async fn replays_write_byte_identical_files() {
     );
 }
 
-/// A buffer that reaches `max_buffered_rows` is committed during `write`,
-/// cut at an offset, and recovery reports it.
+/// Every batch is committed by its `write`; one with more rows than
+/// `max_buffered_rows` is committed in pieces cut at offsets, and recovery
+/// reports the last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_buffers_commit_before_the_checkpoint() {
+async fn a_batch_larger_than_max_buffered_rows_is_committed_in_pieces() {
     let dir = tempfile::tempdir().unwrap();
     let config = LakeConfig {
         max_buffered_rows: 100,
         ..LakeConfig::local(dir.path())
     };
     let mut sink = LakeSink::new(&config).unwrap();
-    feed(&mut sink, "scored", 0, 0..250, 50, scored_record).await;
-    assert!(sink.buffered_rows() <= 100, "{}", sink.buffered_rows());
+    feed(&mut sink, "scored", 0, 0..250, 250, scored_record).await;
+    assert_eq!(sink.buffered_rows(), 0);
+    assert_eq!(sink.stats().commits, 3, "{:?}", sink.stats());
     drop(sink);
     let mut sink = LakeSink::new(&config).unwrap();
-    assert_eq!(sink.recover("scored", 0).await.unwrap(), Some(199));
+    assert_eq!(sink.recover("scored", 0).await.unwrap(), Some(249));
     once(
         offsets(&[dir.path().display().to_string()], "readings", 0).await,
-        0..200,
+        0..250,
     );
 }
 
@@ -339,4 +392,50 @@ async fn a_lake_refuses_offsets_of_another_topic() {
         e.to_string().contains("written from topic \"scored\""),
         "{e}"
     );
+}
+
+/// A replay that runs before the live sink has committed past the batch it
+/// dead-lettered fills it all the same; a live sink that restarts and is
+/// re-delivered that batch skips what the replay filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_ahead_of_the_live_commit_is_not_doubled_by_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LakeConfig::local(dir.path());
+    let mut live = LakeSink::new(&config).unwrap();
+    assert_eq!(live.recover("scored", 0).await.unwrap(), None);
+    feed(&mut live, "scored", 0, 0..50, 50, scored_record).await;
+
+    // The lake refuses the next commit: its state object cannot be replaced.
+    let state = dir.path().join(layout::state_file(Kind::Readings, 0));
+    let saved = std::fs::read(&state).unwrap();
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    let quick = RetryPolicy {
+        initial_backoff: std::time::Duration::from_millis(1),
+        max_backoff: std::time::Duration::from_millis(2),
+        max_retries: 1,
+        multiplier: 2.0,
+    };
+    let batch: Vec<_> = (50..100).map(|o| scored_record("scored", 0, o)).collect();
+    let out = deliver(&mut live, &batch, &quick).await;
+    assert_eq!(out.dead_letters.len(), 50, "{out:?}");
+    std::fs::remove_dir(&state).unwrap();
+    std::fs::write(&state, saved).unwrap();
+    drop(live); // a crash before the live sink commits past the gap
+
+    let mut replay = LakeSink::replaying(&config).unwrap();
+    replay.write(&batch).await.unwrap();
+    replay.flush().await.unwrap();
+    let reader = vec![dir.path().display().to_string()];
+    once(offsets(&reader, "readings", 0).await, 0..100);
+
+    // The restart re-delivers from the checkpoint before the gap.
+    let mut live = LakeSink::new(&config).unwrap();
+    assert_eq!(live.recover("scored", 0).await.unwrap(), Some(49));
+    feed(&mut live, "scored", 0, 50..150, 25, scored_record).await;
+    once(offsets(&reader, "readings", 0).await, 0..150);
+    // A second replay finds everything in place.
+    let mut again = LakeSink::replaying(&config).unwrap();
+    again.write(&batch).await.unwrap();
+    once(offsets(&reader, "readings", 0).await, 0..150);
 }
