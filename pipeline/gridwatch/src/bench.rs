@@ -166,9 +166,16 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<()> {
     print(args.json, &report, report.table())?;
     anyhow::ensure!(
         report.passed,
-        "the soak test failed its checks (no loss: {}, no degradation: {})",
+        "the soak test failed its checks (no loss: {}, no degradation: {}){}",
         report.loss.ok,
-        report.degradation.ok
+        report.degradation.ok,
+        // Ingest errors (a full disk, say) come first among the problems.
+        report
+            .loss
+            .problems
+            .first()
+            .map(|p| format!(": {p}"))
+            .unwrap_or_default()
     );
     Ok(())
 }

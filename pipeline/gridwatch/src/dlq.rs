@@ -272,7 +272,9 @@ async fn redeliver(
         }
         "lake" => {
             let c = sinks.lake.as_ref().context("sinks.lake is off")?;
-            let mut s = gridwatch_lake::LakeSink::new(&c.clone().with_data_dir(&config.data_dir))?;
+            let c = c.clone().with_data_dir(&config.data_dir);
+            // Fills the gaps the live sink recorded, never its commit state.
+            let mut s = gridwatch_lake::LakeSink::replaying(&c)?;
             send(&mut s, &records, &policy).await?
         }
         other => anyhow::bail!("no sink called {other:?} (kafka, influxdb, webhook, lake)"),

@@ -300,6 +300,23 @@ async fn ingest(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
             }
             r
         }
+        // The topic log could not store them (a full disk, an I/O error):
+        // nothing of the request was acknowledged, and the log is usable
+        // again once the cause is gone, so the client retries (issue #9).
+        Err(IngestError::Backend(e))
+            if e.is_retryable()
+                || matches!(e, gridwatch_runtime::backend::BackendError::Log(_)) =>
+        {
+            let mut r = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the readings were not stored: {e}"),
+            );
+            if e.is_retryable() {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            r
+        }
         Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

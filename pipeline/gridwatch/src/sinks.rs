@@ -167,7 +167,8 @@ pub fn attach(
             LakeSink::new(&lake)?;
             for topic in [&topics.scored, &topics.anomalies] {
                 let lake = lake.clone();
-                pipeline = pipeline.sink(topic, move |_| {
+                let retry = Some(lake.retry.clone());
+                pipeline = pipeline.sink_with_retry(topic, retry, move |_| {
                     let lake = lake.clone();
                     async move { LakeSink::new(&lake) }
                 });
