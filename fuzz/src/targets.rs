@@ -103,8 +103,11 @@ pub fn assert_round_trips<T: AvroRecord>(value: &T) {
     assert_eq!(bytes, bytes_again, "{} is not stable through Avro", T::NAME);
 }
 
+/// A target's body: bytes in, a panic on failure.
+pub type Body = fn(&[u8]);
+
 /// Every target: its name (as in `fuzz/fuzz_targets/`) and its body.
-pub const TARGETS: [(&str, fn(&[u8])); 9] = [
+pub const TARGETS: [(&str, Body); 9] = [
     ("avro_chain_record", avro_chain_record),
     ("avro_sensor_reading", avro_sensor_reading),
     ("detect_map", detect_map_bytes),

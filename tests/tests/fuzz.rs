@@ -222,7 +222,7 @@ fn run_target(
     while started.elapsed() < budget && report.failures.len() < 5 {
         // A fresh base now and then, else keep mutating the last input so
         // mutations stack (up to a few each).
-        if report.mutants % 4 == 0 || input.is_empty() {
+        if report.mutants.is_multiple_of(4) || input.is_empty() {
             input = if seeds.is_empty() {
                 Vec::new()
             } else {
