@@ -7,8 +7,11 @@
 //! again in another file after recovery), so it is skipped; this is the
 //! same rule the sink's recovery applies.
 //!
-//! Only the live sink's files (`part-pP-FIRST-LAST.parquet`) are read;
-//! any other name under `readings/` is ignored.
+//! The live sink's files (`part-pP-FIRST-LAST.parquet`) are read, and the
+//! files `gridwatch dlq replay` wrote into the gaps the live sink left
+//! (`part-pP-FIRST-LAST-fill.parquet`, committed when the partition's fill
+//! state lists their offsets and no pending fill names them); any other
+//! name under `readings/` is ignored.
 //!
 //! Files are read whole into memory: each is one flush of one topic
 //! partition for one hour, bounded by the sink's flush size.
@@ -25,7 +28,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::config::LakeConfig;
 use crate::error::LakeError;
-use crate::layout::{self, CommitState, Kind, TimePartition};
+use crate::layout::{self, CommitState, FillState, Kind, TimePartition};
 use crate::store::Lake;
 
 /// One data file of `readings/`.
@@ -41,6 +44,8 @@ pub struct LakeFile {
     pub first: u64,
     pub last: u64,
     pub size: u64,
+    /// Written by a DLQ replay into a gap (see [`crate::sink`]).
+    pub fill: bool,
 }
 
 /// One archived reading.
@@ -96,18 +101,34 @@ impl LakeReader {
             .filter_map(|(path, size)| parse_file(&path, day, size))
             .collect();
         let mut states: HashMap<u32, CommitState> = HashMap::new();
-        for p in files.iter().map(|f| f.partition) {
-            if !states.contains_key(&p) {
-                states.insert(p, self.state(p).await?);
+        let mut fills: HashMap<u32, FillState> = HashMap::new();
+        for (p, fill) in files.iter().map(|f| (f.partition, f.fill)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = states.entry(p) {
+                e.insert(self.state(p).await?);
+            }
+            if fill && let std::collections::hash_map::Entry::Vacant(e) = fills.entry(p) {
+                e.insert(self.fill_state(p).await?);
             }
         }
         let before = files.len();
         files.retain(|f| {
+            if f.fill {
+                let Some(fills) = fills.get(&f.partition) else {
+                    return false;
+                };
+                let pending = fills
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.files.contains(&f.path));
+                return !pending
+                    && layout::in_ranges(&fills.filled, f.first)
+                    && layout::in_ranges(&fills.filled, f.last);
+            }
             let state = &states[&f.partition];
             let pending = state
                 .pending
                 .as_ref()
-                .is_some_and(|p| p.files.iter().any(|n| *n == f.path));
+                .is_some_and(|p| p.files.contains(&f.path));
             !pending && state.committed.is_some_and(|c| f.last <= c)
         });
         let uncommitted = before - files.len();
@@ -115,6 +136,17 @@ impl LakeReader {
             (a.hour, a.partition, a.first, &a.path).cmp(&(b.hour, b.partition, b.first, &b.path))
         });
         Ok(DateFiles { files, uncommitted })
+    }
+
+    async fn fill_state(&self, partition: u32) -> Result<FillState, LakeError> {
+        let path = layout::fill_state_file(Kind::Readings, partition);
+        match self.lake.get(&path).await? {
+            None => Ok(FillState::default()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| LakeError::State {
+                path,
+                problem: e.to_string(),
+            }),
+        }
     }
 
     async fn state(&self, partition: u32) -> Result<CommitState, LakeError> {
@@ -152,6 +184,11 @@ fn parse_file(path: &str, day: i64, size: u64) -> Option<LakeFile> {
     let partition = fields.next()?.parse().ok()?;
     let first = fields.next()?.parse().ok()?;
     let last = fields.next()?.parse().ok()?;
+    let fill = match fields.next() {
+        None => false,
+        Some("fill") => true,
+        Some(_) => return None,
+    };
     if fields.next().is_some() || hour > 23 {
         return None;
     }
@@ -163,6 +200,7 @@ fn parse_file(path: &str, day: i64, size: u64) -> Option<LakeFile> {
         first,
         last,
         size,
+        fill,
     })
 }
 
@@ -330,6 +368,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!((f.hour, f.partition, f.first, f.last), (23, 3, 9, 120));
+        assert!(!f.fill);
+        let fill = parse_file(
+            "readings/date=2026-03-01/hour=23/part-p3-00000000000000000009-00000000000000000120-fill.parquet",
+            7,
+            10,
+        )
+        .unwrap();
+        assert!(fill.fill && fill.first == 9 && fill.last == 120);
+        assert!(
+            parse_file(
+                "readings/date=2026-03-01/hour=23/part-p3-1-2-x.parquet",
+                7,
+                1
+            )
+            .is_none()
+        );
         assert!(parse_file("readings/date=2026-03-01/hour=23/x.parquet", 7, 1).is_none());
         assert!(parse_file("readings/date=2026-03-01/hour=24/part-p0-1-2.parquet", 7, 1).is_none());
     }
