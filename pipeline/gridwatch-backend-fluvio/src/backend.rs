@@ -467,7 +467,7 @@ impl FluvioBackend {
         Ok((Cursor { next: from, stream }, o))
     }
 
-    async fn fetch_inner(
+    pub(crate) async fn fetch_inner(
         &self,
         topic: &str,
         partition: u32,

@@ -125,6 +125,13 @@ pub struct ChainOptions {
     /// limit. Default 2,000,000, allowed 1,000 to 5,000,000.
     #[serde(default = "default_reopen_after")]
     pub reopen_after: u64,
+    /// At most this many records just before the resume offset warm detect
+    /// through `look_back` when a server-side chain (re)opens (and only those
+    /// appended within the detector window). Bounds what each (re)open
+    /// reads: it should cover one detector window of the partition's
+    /// readings. Default 1,000,000, allowed 0 to 50,000,000.
+    #[serde(default = "default_look_back_records")]
+    pub look_back_records: u64,
 }
 
 impl Default for ChainOptions {
@@ -134,6 +141,7 @@ impl Default for ChainOptions {
             validate: default_validate_name(),
             detect: default_detect_name(),
             reopen_after: default_reopen_after(),
+            look_back_records: default_look_back_records(),
         }
     }
 }
@@ -155,6 +163,9 @@ fn default_validate_name() -> String {
 }
 fn default_detect_name() -> String {
     "gridwatch-detect".into()
+}
+fn default_look_back_records() -> u64 {
+    1_000_000
 }
 /// The same budget the runtime's `SmartEngineChain` rebuilds at.
 fn default_reopen_after() -> u64 {
@@ -279,6 +290,13 @@ impl FluvioConfig {
                 "fluvio.chain.reopen_after",
                 self.chain.reopen_after,
                 "a number of records from 1000 to 5000000 (the SPU's engine leaks ~170 bytes a record against a 1 GB limit)",
+            ));
+        }
+        if self.chain.look_back_records > 50_000_000 {
+            return Err(ConfigError::new(
+                "fluvio.chain.look_back_records",
+                self.chain.look_back_records,
+                "a number of records from 0 to 50000000",
             ));
         }
         Ok(())

@@ -25,21 +25,23 @@
 //!   partition's high watermark: there, `look_back` (which the SPU always
 //!   takes from the end of the log) covers exactly the records before the
 //!   next one, so the new instance has the state the old one had;
-//! - at the full budget it reopens wherever it is. If it is behind the end
-//!   of the log at that moment, `look_back` warms with the newest records
-//!   instead of those just before the resume offset, and windows are
-//!   approximate until they refill. A budget well below the limit makes
-//!   that rare: a stream falls that far behind only under sustained overload.
+//! - at the full budget it reopens wherever it is. Behind the end of the
+//!   log, `look_back` (by `last`) would warm with the newest records instead
+//!   of those just before the resume offset; with `look_back` by age and a
+//!   module that honours `look_back_through` (below) the warm-up is still
+//!   exactly the records before the resume offset.
 //!
-//! The SPU runs `look_back` when it receives the open request, which the
-//! client does not wait for. Records appended between the last read and
-//! that moment are replayed through `look_back` *and* then processed, so
-//! detect sees them twice (the second time as late). On a live stream that
-//! is a few records per reopen. [`ServerChainSpec::look_back_until`] names a
-//! module param that carries the resume offset to every module on each
-//! (re)open; a module that honours it (ignores `look_back` records at or
-//! after that offset) closes the gap exactly. Gridwatch's detect module does
-//! not read such a param yet.
+//! The SPU takes `look_back` from the end of the log, so when a stream
+//! (re)opens behind the end, the newest `end - resume` records would be
+//! warmed and then processed again; and the SPU runs `look_back` after the
+//! open request has returned, so records appended meanwhile are in it too.
+//! [`ServerChainSpec::look_back_through`] names a module param that carries,
+//! on every (re)open, the hash of the last record before the resume offset;
+//! a module that honours it (warms only up to that record's last occurrence;
+//! it cannot go by offset, as `look_back` hands modules batch-relative
+//! offsets and timestamps) starts with exactly the state the replaced stream
+//! had. Gridwatch's detect module honours `look_back_through` and
+//! `gridwatch run` sets it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,13 +92,26 @@ pub enum LookbackSpec {
     Last(u64),
     /// Records appended within `age` of now (by append time), at most `last` of them when set.
     Age { age: Duration, last: Option<u64> },
+    /// Up to `records` records just before the resume offset, appended
+    /// within `age` of now. The SPU counts `last` from the end of the log,
+    /// so the request asks for `(end - resume) + records` and the module
+    /// skips the ones at or after the resume offset (`look_back_through`).
+    ///
+    /// Preferred over [`Self::Age`] alone: Fluvio 0.50's age-only scan walks
+    /// the log backwards one batch at a time from `end - 2`, which skips a
+    /// batch holding a single record (the newest one, often), so detect
+    /// warmed one reading short after a swap. The `last` path reads forward.
+    BeforeResume { age: Duration, records: u64 },
 }
 
 impl LookbackSpec {
-    fn to_fluvio(self) -> Lookback {
+    fn to_fluvio(self, from: u64, end: u64) -> Lookback {
         match self {
             Self::Last(n) => Lookback::last(n),
             Self::Age { age, last } => Lookback::age(age, last),
+            Self::BeforeResume { age, records } => {
+                Lookback::age(age, Some(end.saturating_sub(from).saturating_add(records)))
+            }
         }
     }
 }
@@ -110,21 +125,30 @@ pub struct ServerChainSpec {
     /// Records through one chain instance before the stream is reopened
     /// (see the module docs). `fluvio.chain.reopen_after`.
     pub reopen_after: u64,
-    /// A param set to the resume offset on every (re)open, for modules that
-    /// skip `look_back` records at or after it (see the module docs).
-    pub look_back_until: Option<String>,
+    /// A param naming, on every (re)open, the last record before the resume
+    /// offset (the xxh3-64 of its value in hex, or `none` at offset 0), for
+    /// modules that warm only up to it (see the module docs).
+    pub look_back_through: Option<String>,
 }
 
 impl ServerChainSpec {
-    /// The invocations the consumer request carries when it starts at `from`.
-    pub fn invocations(&self, from: u64) -> Vec<SmartModuleInvocation> {
-        let lookback = self.lookback.map(LookbackSpec::to_fluvio);
+    /// The invocations the consumer request carries when it starts at
+    /// `from` on a partition whose end (high watermark) is `end`; `marker`
+    /// is the hash of the value at `from - 1` (`None` when `from` is 0).
+    pub fn invocations(
+        &self,
+        from: u64,
+        end: u64,
+        marker: Option<u64>,
+    ) -> Vec<SmartModuleInvocation> {
+        let lookback = self.lookback.map(|l| l.to_fluvio(from, end));
         self.modules
             .iter()
             .map(|m| {
                 let mut params = m.params.clone();
-                if let Some(key) = &self.look_back_until {
-                    params.insert(key.clone(), from.to_string());
+                if let Some(key) = &self.look_back_through {
+                    let value = marker.map_or_else(|| "none".to_string(), |h| format!("{h:016x}"));
+                    params.insert(key.clone(), value);
                 }
                 SmartModuleInvocation {
                     wasm: SmartModuleInvocationWasm::Predefined(m.name.clone()),
@@ -135,6 +159,28 @@ impl ServerChainSpec {
             })
             .collect()
     }
+}
+
+/// The partition's end and the hash of the record before `from` (see
+/// [`ServerChainSpec::look_back_through`]).
+async fn resume_point(
+    backend: &FluvioBackend,
+    topic: &str,
+    partition: u32,
+    from: u64,
+) -> Result<(u64, Option<u64>), FluvioBackendError> {
+    let end = backend.offsets(topic, partition).await?.high_watermark;
+    if from == 0 {
+        return Ok((end, None));
+    }
+    let before = backend
+        .fetch_inner(topic, partition, from - 1, 1, Duration::from_secs(10))
+        .await?;
+    let marker = before
+        .iter()
+        .find(|r| r.offset == from - 1)
+        .map(|r| xxhash_rust::xxh3::xxh3_64(&r.value));
+    Ok((end, marker))
 }
 
 /// Output of a server-side chain on one partition, from an explicit offset.
@@ -173,12 +219,13 @@ impl ServerChainStream {
         from: u64,
         spec: ServerChainSpec,
     ) -> Result<Self, FluvioBackendError> {
+        let (end, marker) = resume_point(backend, topic, partition, from).await?;
         let stream = open_stream(
             backend.client(),
             topic,
             partition,
             from,
-            spec.invocations(from),
+            spec.invocations(from, end, marker),
         )
         .await?;
         tracing::debug!(
@@ -292,7 +339,7 @@ impl ServerChainStream {
             if !caught_up {
                 tracing::warn!(
                     topic = %self.topic, partition = self.partition, position = self.next,
-                    "Server-side chain reopened behind the end of the log; look_back warms from the newest records."
+                    "Server-side chain reopening behind the end of the log (its engine budget is spent)."
                 );
             }
             self.reopen().await?;
@@ -302,12 +349,14 @@ impl ServerChainStream {
 
     /// Replaces the chain instance: a new stream at the next offset.
     pub async fn reopen(&mut self) -> Result<(), FluvioBackendError> {
+        let (end, marker) =
+            resume_point(&self.backend, &self.topic, self.partition, self.next).await?;
         let stream = open_stream(
             self.backend.client(),
             &self.topic,
             self.partition,
             self.next,
-            self.spec.invocations(self.next),
+            self.spec.invocations(self.next, end, marker),
         )
         .await?;
         self.stream = stream;
@@ -359,9 +408,9 @@ mod tests {
                 last: Some(100_000),
             }),
             reopen_after: 2_000_000,
-            look_back_until: Some("look_back_until".into()),
+            look_back_through: Some("look_back_through".into()),
         };
-        let inv = spec.invocations(42);
+        let inv = spec.invocations(42, 50, Some(0xab));
         assert_eq!(inv.len(), 2);
         match &inv[1].wasm {
             SmartModuleInvocationWasm::Predefined(n) => {
@@ -371,16 +420,33 @@ mod tests {
         }
         let p = &inv[1].params;
         assert_eq!(p.get("threshold").map(String::as_str), Some("3"));
-        assert_eq!(p.get("look_back_until").map(String::as_str), Some("42"));
+        assert_eq!(
+            p.get("look_back_through").map(String::as_str),
+            Some("00000000000000ab")
+        );
         let lb = p.lookback().expect("lookback");
         assert_eq!((lb.last, lb.age), (100_000, Some(Duration::from_secs(305))));
         let plain = ServerChainSpec {
-            look_back_until: None,
+            look_back_through: None,
             lookback: None,
             ..spec
         };
-        let inv = plain.invocations(7);
-        assert!(inv[0].params.get("look_back_until").is_none());
+        let inv = plain.invocations(7, 7, None);
+        assert!(inv[0].params.get("look_back_through").is_none());
+        assert!(inv[0].params.lookback().is_none());
+        // Before the resume offset: the records behind the end plus the budget.
+        let before = ServerChainSpec {
+            lookback: Some(LookbackSpec::BeforeResume {
+                age: Duration::from_secs(300),
+                records: 1_000,
+            }),
+            ..plain.clone()
+        };
+        let inv = before.invocations(40, 100, None);
+        let lb = inv[1].params.lookback().expect("lookback");
+        assert_eq!((lb.last, lb.age), (1_060, Some(Duration::from_secs(300))));
+        let inv = plain.invocations(7, 7, None);
+        assert!(inv[0].params.get("look_back_through").is_none());
         assert!(inv[0].params.lookback().is_none());
     }
 }

@@ -73,7 +73,7 @@ fn chain_spec(
         ],
         lookback,
         reopen_after,
-        look_back_until: None,
+        look_back_through: None,
     }
 }
 
@@ -294,7 +294,7 @@ async fn reopened_chain_rewarms_through_look_back_and_stays_equal() {
     // SPU runs look_back when it receives the (re)open request, which the
     // client does not wait for, so the next chunk is appended only after a
     // pause: records appended in between would be warmed *and* processed
-    // (see `server_side`'s docs on `look_back_until`).
+    // (see `server_side`'s docs on `look_back_through`).
     let quiesce = || tokio::time::sleep(Duration::from_secs(3));
     let mut stream = open(&b, &t, 0, spec).await;
     let mut server = Vec::new();

@@ -444,12 +444,15 @@ fn server_chain_spec(
                 params: m.params.iter().cloned().collect(),
             })
             .collect(),
-        lookback: Some(LookbackSpec::Age {
+        lookback: Some(LookbackSpec::BeforeResume {
             age: Duration::from_millis(warm_window_ms.max(0) as u64),
-            last: None,
+            records: config.fluvio.chain.look_back_records,
         }),
         reopen_after: config.fluvio.chain.reopen_after,
-        look_back_until: None,
+        // detect warms only up to the last record before the resume offset:
+        // `look_back` also hands it records that are scored next (the name
+        // is `LOOK_BACK_THROUGH` in smartmodules/detect).
+        look_back_through: Some("look_back_through".to_string()),
     }
 }
 
