@@ -28,6 +28,18 @@ fn register(args: &[&str]) -> Output {
         .expect("gridwatch runs")
 }
 
+/// Kills the instance if the test fails before stopping it, so no
+/// `gridwatch run` outlives a failed test.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -43,8 +55,13 @@ def get(path):
 out = {}
 for artifact in sys.argv[3:]:
     versions = json.loads(get(f"/groups/{group}/artifacts/{artifact}/versions"))["versions"]
-    out[artifact] = [{"version": v["version"], "globalId": v["globalId"], "contentId": v["contentId"],
-                      "name": json.loads(get(f"/ids/contentIds/{v['contentId']}"))["name"]} for v in versions]
+    out[artifact] = []
+    for v in versions:
+        content = json.loads(get(f"/ids/contentIds/{v['contentId']}"))
+        # ChainRecord is a union: a JSON array of records.
+        name = content["name"] if isinstance(content, dict) else "union"
+        out[artifact].append({"version": v["version"], "globalId": v["globalId"],
+                              "contentId": v["contentId"], "name": name})
 print(json.dumps(out))
 "#;
 
@@ -60,6 +77,7 @@ fn register_is_idempotent_and_names_the_rule_it_breaks() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let gw = Gridwatch::start(&dir.path().join("data"), &["--no-simulator"], &[]);
+    let mut guard = KillOnDrop(Some(gw.child.id()));
     let group = "register-cmd-test";
 
     // Without a registry URL there is nothing to register with.
@@ -140,7 +158,10 @@ fn register_is_idempotent_and_names_the_rule_it_breaks() {
         assert_eq!(versions.len(), 1, "{artifact}: {versions:?}");
         assert_eq!(versions[0]["globalId"], global);
         assert_eq!(versions[0]["contentId"], content);
-        let name = artifact.rsplit('.').next().expect("name");
+        let name = match artifact.rsplit('.').next().expect("name") {
+            "ChainRecord" => "union",
+            other => other,
+        };
         assert_eq!(
             versions[0]["name"], name,
             "the content is the {name} schema"
@@ -173,5 +194,6 @@ fn register_is_idempotent_and_names_the_rule_it_breaks() {
         "the error names the schema and the rule: {err}"
     );
     println!("refused as expected: {err}");
+    guard.0 = None;
     gw.stop();
 }

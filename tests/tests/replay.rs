@@ -37,6 +37,18 @@ fn gridwatch(args: &[&str]) -> Output {
         .expect("gridwatch runs")
 }
 
+/// Kills the instance if the test fails before stopping it, so no
+/// `gridwatch run` outlives a failed test.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -188,6 +200,33 @@ fn wait_processed(gw: &Gridwatch, n: u64) {
     }
 }
 
+/// pyarrow counts the rows of the lake's `readings/` files.
+const COUNT_LAKE: &str = r#"
+import glob, json, sys
+import pyarrow.parquet as pq
+files = glob.glob(sys.argv[1] + "/readings/*/*/part-*.parquet")
+print(json.dumps(sum(pq.ParquetFile(f).metadata.num_rows for f in files)))
+"#;
+
+/// Waits until the lake sink has archived `n` readings (it trails the
+/// processors by up to a checkpoint interval).
+fn wait_lake(lake: &std::path::Path, n: u64) {
+    let started = Instant::now();
+    loop {
+        let rows = run_python(COUNT_LAKE, &[lake.to_str().expect("utf-8")])
+            .as_u64()
+            .unwrap_or(0);
+        if rows >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the lake holds {rows} of {n} readings"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn ids(rows: &[serde_json::Value]) -> BTreeSet<String> {
     rows.iter()
         .map(|r| r["anomaly_id"].as_str().expect("anomaly_id").to_owned())
@@ -210,6 +249,7 @@ fn replay_rescores_two_dates_of_the_lake_into_a_separate_output() {
 
     // The live run: three days into the lake, in event-time order.
     let gw = Gridwatch::start(&data, &["--no-simulator"], &[]);
+    let mut guard = KillOnDrop(Some(gw.child.id()));
     let mut sent = 0u64;
     for (slice, shift) in [
         (&readings[..DAY_BEFORE], -DAY_MS),
@@ -222,6 +262,8 @@ fn replay_rescores_two_dates_of_the_lake_into_a_separate_output() {
         }
     }
     wait_processed(&gw, sent);
+    wait_lake(&data.join("lake"), sent);
+    guard.0 = None;
     gw.stop();
     let live_before = consume(&data, "anomalies");
     assert!(!live_before.is_empty(), "the live run raised anomalies");
@@ -351,6 +393,7 @@ fn replay_rescores_two_dates_of_the_lake_into_a_separate_output() {
 
     // Into a topic of the running pipeline.
     let gw = Gridwatch::start(&data, &["--no-simulator"], &[]);
+    let mut guard = KillOnDrop(Some(gw.child.id()));
     let out = Command::new(binary())
         .args([
             "replay",
@@ -389,6 +432,7 @@ fn replay_rescores_two_dates_of_the_lake_into_a_separate_output() {
     assert_eq!(topic_rows.len(), expected.len());
     golden::compare(&as_expected(topic_rows, DAY_MS), &expected)
         .unwrap_or_else(|e| panic!("topic: {e}"));
+    guard.0 = None;
     gw.stop();
 
     // The live anomalies are as they were.

@@ -129,11 +129,19 @@ async fn register(args: RegisterArgs) -> anyhow::Result<()> {
         || "no compatibility rule set".to_owned(),
         |l| format!("{l} compatibility rule on the group"),
     );
-    eprintln!(
-        "{} schema(s) in group '{}' at {url}: {new} new, {} already registered; {rule}",
-        rows.len(),
-        ids.group,
-        rows.len() - new
-    );
+    if apicurio {
+        eprintln!(
+            "{} schema(s) in group '{}' at {url}: {new} new, {} already registered; {rule}",
+            rows.len(),
+            ids.group,
+            rows.len() - new
+        );
+    } else {
+        // A Confluent-style registry answers the same way for new and found.
+        eprintln!(
+            "{} schema(s) registered or found at {url} (Confluent-compatible API)",
+            rows.len()
+        );
+    }
     Ok(())
 }
