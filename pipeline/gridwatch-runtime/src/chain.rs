@@ -246,8 +246,11 @@ impl Chain for WasmChain {
         let base = first.offset;
         self.batch.clear();
         for r in records {
-            self.batch
-                .push_record(r.key.as_deref(), &r.value, (r.offset - base) as i64, 0);
+            // Offsets are not always ascending within a batch (a replay hands
+            // over readings from several partitions); a wrapping delta would
+            // panic in debug builds, so the delta is signed.
+            let delta = (r.offset as i64).wrapping_sub(base as i64);
+            self.batch.push_record(r.key.as_deref(), &r.value, delta, 0);
         }
         self.chain
             .process_batch_into(&self.batch, base as i64, now_ms, &mut self.output)
