@@ -73,8 +73,15 @@ fn chain_spec(
         ],
         lookback,
         reopen_after,
-        look_back_through: None,
+        // As `gridwatch run` sets it: detect warms only up to the record
+        // before each (re)open's resume offset, whatever else look_back sees.
+        look_back_through: Some(detect_look_back_through()),
     }
+}
+
+/// The param name smartmodules/detect reads (`LOOK_BACK_THROUGH` there).
+fn detect_look_back_through() -> String {
+    "look_back_through".into()
 }
 
 /// The same chain in-process.
@@ -287,7 +294,8 @@ async fn reopened_chain_rewarms_through_look_back_and_stays_equal() {
     let values = inputs::framed_inputs(&readings[..4_000]);
 
     // A small budget forces a reopen after every chunk; look_back replays
-    // the whole partition so each new instance has the old one's state.
+    // the whole partition, up to the record before the resume offset
+    // (`look_back_through`), so each new instance has the old one's state.
     let spec = chain_spec(&v, &d, Some(LookbackSpec::Last(1_000_000)), 1_200);
     // The stream opens on the empty topic (look_back replays nothing), then
     // each chunk is appended and read until the stream has caught up. The
