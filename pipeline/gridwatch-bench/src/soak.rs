@@ -47,6 +47,9 @@ pub struct SoakOptions {
     pub compare_window: Option<Duration>,
     /// Longest wait for the pipeline to catch up after the load stops. Default 120 s.
     pub drain_timeout: Duration,
+    /// One line on stderr per sample, so an hour-long run shows it is alive
+    /// and how it is doing. Default off (the library's callers decide).
+    pub progress: bool,
 }
 
 impl SoakOptions {
@@ -61,6 +64,7 @@ impl SoakOptions {
             batch: 500,
             compare_window: None,
             drain_timeout: Duration::from_secs(120),
+            progress: false,
         }
     }
 
@@ -220,6 +224,20 @@ pub fn soak(opts: &SoakOptions) -> Result<SoakReport, BenchError> {
             lag: status.lag,
             cpu_cores: proc.cpu_ns.saturating_sub(last_cpu) as f64 / 1e9 / dt,
         });
+        if opts.progress
+            && let Some(x) = samples.last()
+        {
+            eprintln!(
+                "soak {:>6.0}s/{:.0}s  sent {:>8.0}/s  processed {:>8.0}/s  p99 {:>7.1} ms  rss {:>5} MiB  lag {}",
+                x.t_s,
+                opts.duration.as_secs_f64(),
+                x.sent_per_sec,
+                x.processed_per_sec,
+                x.latency_ms.p99,
+                x.rss_bytes >> 20,
+                x.lag
+            );
+        }
         hists.push((t_s, hist));
         (last_sent, last_processed, last_cpu, last_at) = (sent, status.processed, proc.cpu_ns, now);
     }

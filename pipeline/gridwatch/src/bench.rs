@@ -162,6 +162,7 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<()> {
         });
     opts.meters = args.meters;
     opts.clients = args.clients;
+    opts.progress = true;
     let report = gridwatch_bench::soak(&opts)?;
     print(args.json, &report, report.table())?;
     anyhow::ensure!(
