@@ -707,9 +707,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         }
         self.ctx.metrics.stage_duration("append", started.elapsed());
         let wall = now_ms();
+        // A record without an append time (a Fluvio SPU's SmartModule output
+        // batch carries none) says nothing about latency; counting it would
+        // put it at the histogram's 60 s cap.
         self.ctx.metrics.latencies(
             records
                 .iter()
+                .filter(|r| r.timestamp_ms > 0)
                 .map(|r| Duration::from_millis((wall - r.timestamp_ms).max(0) as u64)),
         );
         self.ctx.metrics.processed(records.len() as u64);
