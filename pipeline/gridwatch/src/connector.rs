@@ -579,15 +579,7 @@ impl TopicBackend for Source {
         records: Vec<OutRecord>,
     ) -> Result<std::ops::Range<u64>, BackendError> {
         on_source!(self, b => b.append(topic, partition, records), r => {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let body = AppendRequest {
-                records: records.iter().map(|o| WireRecord {
-                    offset: 0,
-                    timestamp_ms: o.timestamp_ms,
-                    key: o.key.as_ref().map(|k| b64.encode(k)),
-                    value: b64.encode(&o.value),
-                }).collect(),
-            };
+            let body = AppendRequest::encode(&records);
             let url = format!("{}/api/v1/topics/{topic}/partitions/{partition}/records", r.base);
             let resp = r.client.post(url).json(&body).send().await.map_err(remote_err)?;
             if !resp.status().is_success() {
@@ -634,9 +626,50 @@ impl TopicBackend for Source {
 
 // --- The admin API's side: dead letters from a remote connector -----------
 
+/// Records appended over HTTP (the DLQ route here, replay's output route),
+/// keys and values in base64.
 #[derive(Serialize, Deserialize)]
 pub struct AppendRequest {
     records: Vec<WireRecord>,
+}
+
+impl AppendRequest {
+    pub(crate) fn encode(records: &[OutRecord]) -> Self {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Self {
+            records: records
+                .iter()
+                .map(|o| WireRecord {
+                    offset: 0,
+                    timestamp_ms: o.timestamp_ms,
+                    key: o.key.as_ref().map(|k| b64.encode(k)),
+                    value: b64.encode(&o.value),
+                })
+                .collect(),
+        }
+    }
+
+    /// The records, or which field is not base64 (for a 400 answer).
+    pub(crate) fn decode(self) -> Result<Vec<OutRecord>, String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut records = Vec::with_capacity(self.records.len());
+        for w in self.records {
+            let key = match w.key.map(|k| b64.decode(k)).transpose() {
+                Ok(k) => k.map(Bytes::from),
+                Err(e) => return Err(format!("key is not base64: {e}")),
+            };
+            let value = match b64.decode(w.value) {
+                Ok(v) => Bytes::from(v),
+                Err(e) => return Err(format!("value is not base64: {e}")),
+            };
+            records.push(OutRecord {
+                key,
+                value,
+                timestamp_ms: w.timestamp_ms,
+            });
+        }
+        Ok(records)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -662,23 +695,10 @@ pub async fn append_records(
         )
             .into_response();
     }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut records = Vec::with_capacity(req.records.len());
-    for w in req.records {
-        let key = match w.key.map(|k| b64.decode(k)).transpose() {
-            Ok(k) => k.map(Bytes::from),
-            Err(e) => return bad_request(format!("key is not base64: {e}")),
-        };
-        let value = match b64.decode(w.value) {
-            Ok(v) => Bytes::from(v),
-            Err(e) => return bad_request(format!("value is not base64: {e}")),
-        };
-        records.push(OutRecord {
-            key,
-            value,
-            timestamp_ms: w.timestamp_ms,
-        });
-    }
+    let records = match req.decode() {
+        Ok(records) => records,
+        Err(message) => return bad_request(message),
+    };
     match state.backend.append(&topic, partition, records).await {
         Ok(range) => Json(AppendResponse {
             first: range.start,
@@ -693,7 +713,7 @@ pub async fn append_records(
     }
 }
 
-fn bad_request(message: String) -> Response {
+pub(crate) fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Json(serde_json::json!({"error": message})),

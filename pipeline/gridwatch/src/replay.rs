@@ -34,7 +34,6 @@ use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use bytes::Bytes;
 use clap::Args;
 use gridwatch_contracts::codec::AvroRecord;
@@ -47,10 +46,11 @@ use gridwatch_runtime::backend::{InRecord, OutRecord, TopicBackend};
 use gridwatch_runtime::chain::{Chain, WasmChain};
 use gridwatch_runtime::processor::now_ms;
 use gridwatch_runtime::topics::Topics;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::cli::{ConfigArgs, TopicTarget};
 use crate::config::AppConfig;
+use crate::connector::AppendRequest;
 use crate::modules;
 use crate::score::OFFLINE_IDS;
 
@@ -657,21 +657,6 @@ enum TopicSink {
     },
 }
 
-/// A record as `POST /api/v1/replay/topics/{topic}/partitions/{p}/records` takes it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct WireRecord {
-    /// Base64.
-    key: Option<String>,
-    /// Base64.
-    value: String,
-    timestamp_ms: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AppendRequest {
-    records: Vec<WireRecord>,
-}
-
 impl TopicSink {
     fn describe(&self) -> String {
         match self {
@@ -719,17 +704,7 @@ impl TopicSink {
     ) -> anyhow::Result<()> {
         match self {
             Self::Remote { client, base } => {
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let body = AppendRequest {
-                    records: records
-                        .iter()
-                        .map(|r| WireRecord {
-                            key: r.key.as_ref().map(|k| b64.encode(k)),
-                            value: b64.encode(&r.value),
-                            timestamp_ms: r.timestamp_ms,
-                        })
-                        .collect(),
-                };
+                let body = AppendRequest::encode(&records);
                 let url =
                     format!("{base}/api/v1/replay/topics/{name}/partitions/{partition}/records");
                 let resp = client
@@ -816,23 +791,10 @@ pub async fn append_output(
         )
             .into_response();
     }
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut records = Vec::with_capacity(req.records.len());
-    for w in req.records {
-        let key = match w.key.map(|k| b64.decode(k)).transpose() {
-            Ok(k) => k.map(Bytes::from),
-            Err(e) => return bad_request(format!("key is not base64: {e}")),
-        };
-        let value = match b64.decode(w.value) {
-            Ok(v) => Bytes::from(v),
-            Err(e) => return bad_request(format!("value is not base64: {e}")),
-        };
-        records.push(OutRecord {
-            key,
-            value,
-            timestamp_ms: w.timestamp_ms,
-        });
-    }
+    let records = match req.decode() {
+        Ok(records) => records,
+        Err(message) => return crate::connector::bad_request(message),
+    };
     match state.backend.append(&topic, partition, records).await {
         Ok(range) => {
             Json(serde_json::json!({"first": range.start, "end": range.end})).into_response()
@@ -843,14 +805,6 @@ pub async fn append_output(
         )
             .into_response(),
     }
-}
-
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(serde_json::json!({"error": message})),
-    )
-        .into_response()
 }
 
 #[cfg(test)]
