@@ -1,15 +1,26 @@
 //! Running mean and sample variance over a sliding window, O(1) amortised.
 //!
-//! Sums are kept relative to a shift `k` (a recent value), which avoids the
-//! catastrophic cancellation of raw sums of squares around large means such
-//! as 230 V. Adding and removing values lets rounding error accumulate, so
-//! the sums are rebuilt exactly from the window after as many removals as the
-//! window holds; that costs O(n) once per n removals, O(1) amortised, and
-//! keeps results within about 1e-12 relative of a two-pass computation.
+//! Sums are kept relative to a shift `k` (the window's mean at the last
+//! rebuild), which avoids the catastrophic cancellation of raw sums of
+//! squares around large means such as 230 V. Two things still erode them:
+//! rounding error accumulates as values are added and removed, and a window
+//! whose level moves far from `k` relative to its spread (a step from
+//! −6,480 to 9,968 with a spread of 0.2) cancels in `s2 − s1²/n`. So the sums
+//! are rebuilt exactly from the window after as many removals as the window
+//! holds, and sooner when `s2` exceeds the centred sum of squares by more
+//! than [`CANCELLATION_RATIO`] (but at most once per eighth of the window, so
+//! a pathological stream cannot make every reading O(n)). Both cost O(n) once
+//! per Θ(n) removals, O(1) amortised, and keep results within about 1e-10
+//! relative of a two-pass computation.
 //!
 //! A window whose values are all bit-identical has a variance of exactly
 //! zero. Rather than trust the sums to cancel to zero, the run of identical
 //! values at the tail is tracked, so zero variance is detected exactly.
+
+/// How many times larger than the centred sum of squares `s2` may grow
+/// before a rebuild: each factor of two costs one bit of the variance's
+/// precision, so 2¹⁰ keeps over 40 of its 52 bits.
+const CANCELLATION_RATIO: f64 = 1024.0;
 
 /// Mean and sample standard deviation of the window, when defined.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,7 +93,16 @@ impl RunningStats {
         self.s2 -= d * d;
         self.run_len = self.run_len.min(len_after);
         self.removals_since_rebuild += 1;
-        self.removals_since_rebuild >= len_after.max(16)
+        if self.removals_since_rebuild >= len_after {
+            return true;
+        }
+        // An all-equal window is answered exactly from the run, whatever the
+        // sums say, so its (zero) centred sum never forces a rebuild.
+        let cancelling = self.run_len < len_after && {
+            let centred = self.s2 - self.s1 * self.s1 / len_after as f64;
+            centred * CANCELLATION_RATIO < self.s2
+        };
+        cancelling && self.removals_since_rebuild * 8 >= len_after
     }
 
     /// Recomputes the sums exactly from the window's values, oldest first.
@@ -97,10 +117,20 @@ impl RunningStats {
             }
             last = Some(v);
         }
-        let Some(shift) = last else {
+        let Some(last) = last else {
             *self = Self::default();
             return;
         };
+        let (mut sum, mut n) = (0.0, 0usize);
+        for v in values.clone() {
+            sum += v;
+            n += 1;
+        }
+        // Centring on the mean makes s1 ≈ 0 and s2 the centred sum itself,
+        // so nothing cancels until the window's level moves again. A mean
+        // that overflows (values near f64::MAX) falls back to a window value.
+        let mean = sum / n as f64;
+        let shift = if mean.is_finite() { mean } else { last };
         let (mut s1, mut s2) = (0.0, 0.0);
         for v in values {
             let d = v - shift;
@@ -112,7 +142,7 @@ impl RunningStats {
             s1,
             s2,
             removals_since_rebuild: 0,
-            run_value: shift,
+            run_value: last,
             run_len: run,
         };
     }
@@ -213,6 +243,27 @@ mod tests {
             .map(|i| 1.0e6 + ((i * 7919) % 1000) as f64 * 1e-3 + (i as f64) * 1e-4)
             .collect();
         check_sliding(&values, 300);
+    }
+
+    /// CI found this: a small window (cap 2) whose level jumps by ~10⁴
+    /// between readings, then holds two values 0.2 apart. A shift left
+    /// behind at the old level made `s2 − s1²/n` cancel to 5e-8 relative.
+    #[test]
+    fn level_jumps_in_small_windows_do_not_cancel() {
+        let levels = [
+            -1501.04, 315.01, 3877.41, 7876.63, -7646.51, 3260.25, -4311.28, 698.12, 1819.73,
+            -6480.78, 638.40,
+        ];
+        for cap in [2, 3, 5, 17] {
+            let mut values = Vec::new();
+            for (i, level) in levels.iter().cycle().take(200).enumerate() {
+                values.push(*level);
+                if i % 3 == 0 {
+                    values.extend([9967.997925049924, 9968.209463245566]);
+                }
+            }
+            check_sliding(&values, cap);
+        }
     }
 
     proptest! {
