@@ -39,6 +39,7 @@ use fluvio::{
 use futures::{FutureExt, Stream, StreamExt};
 use gridwatch_runtime::backend::{BackendError, InRecord, OutRecord, TopicBackend, TopicInfo};
 
+use crate::append_clock::AppendClock;
 use crate::config::FluvioConfig;
 use crate::error::FluvioBackendError;
 use crate::offsets::{PartitionOffsets, SpuOffsets};
@@ -84,6 +85,7 @@ struct Inner {
     offsets: SpuOffsets,
     producers: tokio::sync::Mutex<HashMap<(String, u32), Arc<PartitionProducer>>>,
     cursors: std::sync::Mutex<HashMap<(String, u32), Vec<Cursor>>>,
+    clock: AppendClock,
 }
 
 /// Topics on a Fluvio cluster. Cheap to clone; clones share connections.
@@ -190,8 +192,14 @@ impl FluvioBackend {
                 offsets,
                 producers: tokio::sync::Mutex::default(),
                 cursors: std::sync::Mutex::default(),
+                clock: AppendClock::default(),
             }),
         })
+    }
+
+    /// When this process appended recent offsets (see [`crate::append_clock`]).
+    pub fn append_clock(&self) -> &AppendClock {
+        &self.inner.clock
     }
 
     /// The fluvio client, for server-side chains ([`crate::server_side`]).
@@ -380,6 +388,7 @@ impl FluvioBackend {
         let target = format!("{topic}/{partition}");
         let p = self.producer(topic, partition).await?;
         let count = records.len();
+        let sent_ms = now_ms();
         let mut pending = Vec::with_capacity(count);
         {
             let order = p.order.lock().await;
@@ -427,6 +436,9 @@ impl FluvioBackend {
             last = offset;
         }
         let first = first.unwrap_or(last);
+        self.inner
+            .clock
+            .note(topic, partition, first..last + 1, sent_ms);
         Ok(first..last + 1)
     }
 
@@ -626,6 +638,13 @@ fn take(
             Ok(Step::Took)
         }
     }
+}
+
+/// Wall-clock milliseconds since the Unix epoch, as record timestamps are.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A consumer record as the runtime sees it.

@@ -58,6 +58,7 @@
 //! re-warms the windows, well before the limit (`fluvio.chain.reopen_after`,
 //! 2M by default, the budget the runtime's own `SmartEngineChain` uses).
 
+pub mod append_clock;
 pub mod backend;
 pub mod config;
 pub mod error;

@@ -13,6 +13,11 @@
 //!
 //! Give ingest, the dashboard and the sinks the plain backend: they must
 //! read raw records.
+//!
+//! The SPU's output carries no append times, so `fetch` takes them from the
+//! plain backend's [`AppendClock`](crate::append_clock::AppendClock) for the
+//! readings this process appended; that is what keeps the ingest→detect
+//! latency histogram meaningful in server-side mode.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -132,7 +137,16 @@ impl TopicBackend for ServerChainBackend {
             return Ok(Vec::new());
         };
         match stream.next_batch(max, wait).await {
-            Ok(batch) => Ok(batch),
+            Ok(mut batch) => {
+                // The SPU's output batches carry no timestamps; give back
+                // the append time of readings this process ingested.
+                self.inner.append_clock().fill(
+                    topic,
+                    partition,
+                    batch.iter_mut().map(|r| (r.offset, &mut r.timestamp_ms)),
+                );
+                Ok(batch)
+            }
             Err(e) => {
                 // The next call reopens at the offset the processor asks for.
                 *slot = None;

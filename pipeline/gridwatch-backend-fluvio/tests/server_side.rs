@@ -379,3 +379,86 @@ async fn modules_register_replace_and_list() {
             .any(|(k, _)| *k == first.key || *k == next.key)
     );
 }
+
+/// The SPU's chain output carries no append time; `ServerChainBackend`
+/// gives back the time this process appended each reading, so server-side
+/// mode has an ingest→detect latency like the other modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_chain_backend_gives_back_append_times() {
+    let Some(config) = common::cluster("server_chain_backend_gives_back_append_times") else {
+        return;
+    };
+    let b = common::connect(&config).await;
+    let (v, d) = register_both(&b, &run_version()).await;
+    let t = common::topic("clock");
+    b.ensure_topic(&t, 1).await.unwrap();
+    let readings = golden::readings();
+    let values = inputs::framed_inputs(&readings[..500]);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+
+    // Two appends a moment apart, so each output must carry its own one's time.
+    let before_first = now();
+    let first = append_readings(&b, &t, &values[..250]).await;
+    let after_first = now();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let before_second = now();
+    let second = append_readings(&b, &t, &values[250..]).await;
+    let after_second = now();
+
+    // A raw chain stream shows what the SPU hands back.
+    let mut raw = open(&b, &t, 0, chain_spec(&v, &d, None, u64::MAX)).await;
+    let raw_out = read(&mut raw, &b, &t, values.len()).await;
+    let stamped = raw_out.iter().filter(|r| r.timestamp_ms > 0).count();
+    eprintln!(
+        "the SPU's chain output: {stamped} of {} records carry an append time",
+        raw_out.len()
+    );
+
+    let backend = gridwatch_backend_fluvio::ServerChainBackend::new(
+        b.clone(),
+        &t,
+        chain_spec(&v, &d, None, u64::MAX),
+    );
+    let mut out: Vec<InRecord> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while out.len() < values.len() {
+        assert!(Instant::now() < deadline, "only {} outputs", out.len());
+        let from = out.last().map_or(0, |r| r.offset + 1);
+        match backend
+            .fetch(&t, 0, from, 10_000, Duration::from_secs(2))
+            .await
+        {
+            Ok(batch) => out.extend(batch),
+            Err(e) => {
+                eprintln!("server-side fetch not ready yet: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    for r in &out {
+        let (lo, hi) = if first.contains(&r.offset) {
+            (before_first, after_first)
+        } else {
+            assert!(second.contains(&r.offset), "offset {}", r.offset);
+            (before_second, after_second)
+        };
+        assert!(
+            (lo..=hi).contains(&r.timestamp_ms),
+            "offset {}: append time {} outside {lo}..={hi}",
+            r.offset,
+            r.timestamp_ms
+        );
+    }
+    b.delete_topic(&t).await.unwrap();
+    delete_smartmodule(b.admin(), &v.qualified_name)
+        .await
+        .unwrap();
+    delete_smartmodule(b.admin(), &d.qualified_name)
+        .await
+        .unwrap();
+}
