@@ -263,6 +263,8 @@ pub struct Processor<B, C> {
     /// Inputs dead-lettered because the chain failed on them alone.
     poisoned: BTreeSet<u64>,
     last_snapshot: Option<Instant>,
+    /// The state snapshot being written in the background, if any.
+    snapshot_write: Option<tokio::task::JoinHandle<Result<(), CheckpointError>>>,
 }
 
 impl<B, C> std::fmt::Debug for Processor<B, C> {
@@ -290,6 +292,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             window: VecDeque::new(),
             poisoned: BTreeSet::new(),
             last_snapshot: None,
+            snapshot_write: None,
         }
     }
 
@@ -389,6 +392,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             }
         }
         self.checkpoint(position).await?;
+        self.finish_snapshot_write().await;
         tracing::info!(
             partition = p,
             position,
@@ -481,10 +485,30 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         Ok(())
     }
 
-    /// Writes the chain's state as of `input_offset` (before the checkpoint
-    /// that names it, so a crash between the two leaves a snapshot that is
-    /// newer than the checkpoint, which recovery does not use).
+    /// Writes the chain's state as of `input_offset` in the background.
+    ///
+    /// Only copying the modules' memory happens here, between batches; the
+    /// encoding, the write and the fsyncs (tens of MB with many meters, the
+    /// better part of a second on a slow disk) run on a blocking thread
+    /// while the processor goes on, or every reading behind the snapshot
+    /// waits for the disk and the latency percentiles show the stall. One
+    /// write is in flight at a time: a snapshot that falls due while the last
+    /// one is still being written is taken at the next checkpoint instead.
+    ///
+    /// The checkpoint naming `input_offset` may then be durable before the
+    /// snapshot is, or after; recovery is right either way, because it uses
+    /// a snapshot only within `warm_from..=checkpoint` and replays the
+    /// inputs after it. A failed write costs only recovery time, so it is a
+    /// warning, not a processor error.
     async fn save_snapshot(&mut self, input_offset: u64) -> Result<(), ProcessorError> {
+        if self
+            .snapshot_write
+            .as_ref()
+            .is_some_and(|w| !w.is_finished())
+        {
+            return Ok(());
+        }
+        self.finish_snapshot_write().await;
         let Some(snapshot) = self.chain.snapshot() else {
             return Ok(());
         };
@@ -496,28 +520,45 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 return Ok(());
             }
         };
+        self.last_snapshot = Some(Instant::now());
+        let copied = started.elapsed();
         let bytes = chain.len();
         let store = self.ctx.store.clone();
         let name = Self::checkpoint_name(self.partition);
+        let metrics = self.ctx.metrics.clone();
+        let partition = self.partition;
         let snapshot = StateSnapshot {
             input_offset,
             chain,
         };
-        tokio::task::spawn_blocking(move || store.save_snapshot(&name, &snapshot))
-            .await
-            .map_err(|e| BackendError::Task(e.to_string()))??;
-        self.last_snapshot = Some(Instant::now());
-        self.ctx
-            .metrics
-            .stage_duration("snapshot", started.elapsed());
-        tracing::debug!(
-            partition = self.partition,
-            input_offset,
-            bytes,
-            took_ms = started.elapsed().as_millis() as u64,
-            "Chain state snapshot written."
-        );
+        self.snapshot_write = Some(tokio::task::spawn_blocking(move || {
+            let written = Instant::now();
+            store.save_snapshot(&name, &snapshot)?;
+            metrics.stage_duration("snapshot", copied + written.elapsed());
+            tracing::debug!(
+                partition,
+                input_offset,
+                bytes,
+                copy_ms = copied.as_millis() as u64,
+                write_ms = written.elapsed().as_millis() as u64,
+                "Chain state snapshot written."
+            );
+            Ok(())
+        }));
         Ok(())
+    }
+
+    /// Waits for the snapshot being written, if any, and reports how it went.
+    async fn finish_snapshot_write(&mut self) {
+        let Some(write) = self.snapshot_write.take() else {
+            return;
+        };
+        let failed = match write.await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(partition = self.partition, error = %failed, "Writing the chain state snapshot failed; recovery will replay the window.");
     }
 
     /// Rebuilds chain state as of `until` into a fresh chain: restores the
