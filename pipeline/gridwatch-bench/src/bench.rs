@@ -49,6 +49,9 @@ pub struct BenchOptions {
     pub source: Source,
     /// Readings per HTTP request when the source is HTTP. Default 1,000.
     pub http_batch: usize,
+    /// What the readings go through, for the report. Default [`PIPELINE`]
+    /// (the embedded backend); the caller knows the child's configuration.
+    pub pipeline: String,
 }
 
 impl BenchOptions {
@@ -62,6 +65,7 @@ impl BenchOptions {
             rate: 0.0,
             source: Source::Simulator,
             http_batch: 1_000,
+            pipeline: PIPELINE.to_string(),
         }
     }
 
@@ -124,7 +128,7 @@ pub struct BenchReport {
     pub anomalies: u64,
     pub dead_letters: u64,
     /// What the readings went through.
-    pub pipeline: &'static str,
+    pub pipeline: String,
     /// The load generator's counts, for the HTTP source.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load: Option<LoadTotals>,
@@ -245,7 +249,7 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         lag: b.status.lag,
         anomalies: b.status.anomalies.saturating_sub(a.status.anomalies),
         dead_letters: b.status.dead_letters.saturating_sub(a.status.dead_letters),
-        pipeline: PIPELINE,
+        pipeline: opts.pipeline.clone(),
         load,
         ready_after_ms,
     })
@@ -260,7 +264,7 @@ impl BenchReport {
             Source::Http { clients } => format!("HTTP NDJSON, {clients} clients"),
         };
         t.row(["source", &source]);
-        t.row(["pipeline", self.pipeline]);
+        t.row(["pipeline", self.pipeline.as_str()]);
         t.row(["meters", &self.meters.to_string()]);
         t.row([
             "target rate",

@@ -41,6 +41,41 @@ impl BenchTarget {
         Ok(child)
     }
 
+    /// What the measured `gridwatch run` will put readings through: its
+    /// backend and where the chain runs, read from the same config file and
+    /// environment the child gets, so a report can't claim the wrong one.
+    fn pipeline(&self) -> anyhow::Result<String> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let config = crate::config::AppConfig::load(self.config.as_deref(), &env)
+            .context("reading the configuration the measured gridwatch will run with")?;
+        let outputs = "scored/anomalies/dead-letter topics";
+        Ok(match config.backend {
+            crate::backend::BackendKind::Embedded => gridwatch_bench::bench::PIPELINE.to_string(),
+            crate::backend::BackendKind::Fluvio => {
+                let cluster = config
+                    .fluvio
+                    .endpoint
+                    .clone()
+                    .or_else(|| {
+                        config
+                            .fluvio
+                            .profile
+                            .clone()
+                            .map(|p| format!("profile {p}"))
+                    })
+                    .unwrap_or_else(|| "the current profile".into());
+                match config.fluvio.chain.mode {
+                    gridwatch_backend_fluvio::ChainMode::Server => format!(
+                        "ingest → Fluvio topic ({cluster}) → validate → detect (SmartModules in the SPU) → {outputs}"
+                    ),
+                    gridwatch_backend_fluvio::ChainMode::Client => format!(
+                        "ingest → Fluvio topic ({cluster}) → validate → detect (WASM, in-process) → {outputs}"
+                    ),
+                }
+            }
+        })
+    }
+
     /// The modules directory for `--wasm-only`: the flag, else the first
     /// directory of `gridwatch run`'s lookup that holds both modules.
     fn modules_dir(&self) -> anyhow::Result<PathBuf> {
@@ -134,6 +169,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let mut opts = BenchOptions::new("");
     opts.child = args.target.child()?;
+    opts.pipeline = args.target.pipeline()?;
     opts.duration = args.duration;
     opts.warmup = args.warmup;
     if let Some(m) = args.meters {
