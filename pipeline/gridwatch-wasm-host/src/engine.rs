@@ -107,6 +107,11 @@ impl Engine {
     pub fn with_config(config: EngineConfig) -> Result<Self, HostError> {
         let mut wasm_config = wasmtime::Config::new();
         wasm_config.epoch_interruption(true);
+        // `GRIDWATCH_WASM_PERFMAP=1` names the modules' compiled functions
+        // in /tmp/perf-<pid>.map, so `perf report` attributes guest time.
+        if std::env::var_os("GRIDWATCH_WASM_PERFMAP").is_some_and(|v| v == "1") {
+            wasm_config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         if let Some(dir) = &config.disk_cache {
             wasm_config.cache(Some(disk_cache(dir)?));
         }

@@ -7,11 +7,13 @@
 //! - [`model`]: the Rust types that mirror the Avro records.
 //! - [`schema`]: the `.avsc` texts and their parsed forms.
 //! - [`codec`]: Avro binary encode and decode of those types.
+//! - [`fast`]: the same bytes, hand-written, for the chain's per-reading path.
 //! - [`framing`]: the Apicurio / Confluent wire framing (magic byte and schema id).
 //! - [`json`]: the JSON edge format for readings (ingest API, `fluvio produce`).
 //! - [`id`]: deterministic anomaly ids.
 
 pub mod codec;
+pub mod fast;
 pub mod framing;
 pub mod id;
 pub mod json;

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use gridwatch_contracts::fast::{ReadingRef, ScoreRef};
 use gridwatch_contracts::id::anomaly_id;
 use gridwatch_contracts::{
     AnomalyEvent, AnomalyType, Disposition, FieldScore, MeterStatus, ScoredReading, SensorReading,
@@ -24,7 +25,9 @@ pub struct Detector {
     window_ms: i64,
     lateness_ms: i64,
     idle_ms: i64,
-    meters: HashMap<Box<str>, MeterState>,
+    /// foldhash rather than SipHash: one lookup per reading, where SipHash
+    /// was a visible share of the per-reading cost.
+    meters: HashMap<Box<str>, MeterState, foldhash::fast::RandomState>,
     /// The newest event time seen from any meter: the clock for eviction.
     watermark: i64,
     readings_since_sweep: usize,
@@ -117,7 +120,7 @@ impl Detector {
             lateness_ms: config.lateness_ms(),
             idle_ms: config.idle_ms(),
             config,
-            meters: HashMap::new(),
+            meters: HashMap::default(),
             watermark: i64::MIN,
             readings_since_sweep: 0,
         }
@@ -162,16 +165,40 @@ impl Detector {
     /// As [`Detector::process`], reading from and writing to `out`, whose
     /// `reading` and `source_offset` are the input. Reuses `out`'s vectors.
     pub fn process_into(&mut self, out: &mut ScoredReading, detected_at: i64) {
-        out.disposition = Disposition::Scored;
+        let mut scores = Scores::default();
+        std::mem::swap(&mut scores.anomalies, &mut out.anomalies);
+        self.score(
+            &ReadingRef::of(&out.reading),
+            out.source_offset,
+            detected_at,
+            &mut scores,
+        );
+        out.disposition = scores.disposition;
         out.scores.clear();
+        out.scores
+            .extend(scores.fields().iter().map(FieldEvidence::to_field_score));
+        out.anomalies = scores.anomalies;
+    }
+
+    /// The rule itself, on a borrowed reading: what [`Detector::process`]
+    /// does, with the per-field evidence kept in `out` without allocating
+    /// (anomalies, which are rare, are built in full).
+    pub fn score(
+        &mut self,
+        reading: &ReadingRef<'_>,
+        source_offset: i64,
+        detected_at: i64,
+        out: &mut Scores,
+    ) {
+        out.disposition = Disposition::Scored;
+        out.len = 0;
         out.anomalies.clear();
-        let reading = &out.reading;
         let ts = reading.timestamp;
 
         let k = self.config.fields.len();
         let mut values = [0.0f64; ScoredField::ALL.len()];
         for (slot, field) in values.iter_mut().zip(&self.config.fields) {
-            *slot = field.value(reading);
+            *slot = field.value_of(reading);
         }
         let values = &values[..k];
         if values.iter().any(|v| !v.is_finite()) {
@@ -182,11 +209,11 @@ impl Detector {
         self.watermark = self.watermark.max(ts);
         self.maybe_sweep();
         let fields = &self.config.fields;
-        let state = match self.meters.get_mut(reading.meter_id.as_str()) {
+        let state = match self.meters.get_mut(reading.meter_id) {
             Some(state) => state,
             None => self
                 .meters
-                .entry(reading.meter_id.as_str().into())
+                .entry(reading.meter_id.into())
                 .or_insert_with(|| MeterState::new(k)),
         };
 
@@ -198,14 +225,14 @@ impl Detector {
             return;
         }
 
-        let mut anomalies = std::mem::take(&mut out.anomalies);
+        let anomalies = &mut out.anomalies;
         let mut push = |kind: AnomalyType, severity: Severity, evidence: Option<Evidence>| {
             anomalies.push(AnomalyEvent {
-                anomaly_id: anomaly_id(&reading.meter_id, ts, out.source_offset, kind),
+                anomaly_id: anomaly_id(reading.meter_id, ts, source_offset, kind),
                 anomaly_type: kind,
                 severity,
                 detected_at,
-                original_event: reading.clone(),
+                original_event: reading.to_owned(),
                 field: evidence.map(|e| e.field.name().to_string()),
                 zscore: evidence.map(|e| e.z),
                 window_mean: evidence.map(|e| e.mean),
@@ -243,7 +270,6 @@ impl Detector {
             // Measurements from a failed device are not trusted: neither
             // scored nor allowed to shape the baseline.
             out.disposition = Disposition::ExcludedFailure;
-            out.anomalies = anomalies;
             return;
         }
 
@@ -274,19 +300,19 @@ impl Detector {
                     }),
                 );
             }
-            out.scores.push(FieldScore {
-                field: field.name().to_string(),
+            out.evidence[out.len] = FieldEvidence {
+                field,
                 value: x,
                 window_count: i32::try_from(m.count).unwrap_or(i32::MAX),
                 window_mean: m.mean,
                 window_stddev: m.stddev,
                 zscore: z,
                 anomalous,
-            });
+            };
+            out.len += 1;
         }
         // Every valid reading joins the baseline after it has been scored.
         state.insert(ts, values);
-        out.anomalies = anomalies;
     }
 
     /// Frees idle meters. Runs once per as many readings as there are meters,
@@ -317,6 +343,82 @@ impl Detector {
             }
             true
         });
+    }
+}
+
+/// The evidence for one scored field: a [`FieldScore`] whose name is the
+/// field's, not a `String`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FieldEvidence {
+    pub field: ScoredField,
+    pub value: f64,
+    pub window_count: i32,
+    pub window_mean: Option<f64>,
+    pub window_stddev: Option<f64>,
+    pub zscore: Option<f64>,
+    pub anomalous: bool,
+}
+
+impl FieldEvidence {
+    pub fn to_field_score(&self) -> FieldScore {
+        FieldScore {
+            field: self.field.name().to_string(),
+            value: self.value,
+            window_count: self.window_count,
+            window_mean: self.window_mean,
+            window_stddev: self.window_stddev,
+            zscore: self.zscore,
+            anomalous: self.anomalous,
+        }
+    }
+
+    /// The same, borrowed, for `gridwatch_contracts::fast`.
+    pub fn as_score_ref(&self) -> ScoreRef<'static> {
+        ScoreRef {
+            field: self.field.name(),
+            value: self.value,
+            window_count: self.window_count,
+            window_mean: self.window_mean,
+            window_stddev: self.window_stddev,
+            zscore: self.zscore,
+            anomalous: self.anomalous,
+        }
+    }
+}
+
+/// What [`Detector::score`] found for one reading. Reuse it across
+/// readings: only anomalies allocate.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    pub disposition: Disposition,
+    evidence: [FieldEvidence; ScoredField::ALL.len()],
+    len: usize,
+    pub anomalies: Vec<AnomalyEvent>,
+}
+
+impl Default for Scores {
+    fn default() -> Self {
+        Self {
+            disposition: Disposition::Scored,
+            evidence: [FieldEvidence {
+                field: ScoredField::Voltage,
+                value: 0.0,
+                window_count: 0,
+                window_mean: None,
+                window_stddev: None,
+                zscore: None,
+                anomalous: false,
+            }; ScoredField::ALL.len()],
+            len: 0,
+            anomalies: Vec::new(),
+        }
+    }
+}
+
+impl Scores {
+    /// The scored fields, in the configured order.
+    pub fn fields(&self) -> &[FieldEvidence] {
+        &self.evidence[..self.len]
     }
 }
 

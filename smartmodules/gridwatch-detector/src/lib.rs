@@ -44,7 +44,7 @@ pub mod detector;
 mod stats;
 
 pub use config::{ConfigError, DetectorConfig};
-pub use detector::{Detector, severity};
+pub use detector::{Detector, FieldEvidence, Scores, severity};
 pub use stats::Moments;
 
 use gridwatch_contracts::{AnomalyType, SensorReading};
@@ -81,6 +81,14 @@ impl ScoredField {
     }
 
     pub fn value(self, reading: &SensorReading) -> f64 {
+        match self {
+            Self::Voltage => reading.voltage,
+            Self::Current => reading.current,
+            Self::Temperature => reading.temperature,
+        }
+    }
+
+    pub fn value_of(self, reading: &gridwatch_contracts::fast::ReadingRef<'_>) -> f64 {
         match self {
             Self::Voltage => reading.voltage,
             Self::Current => reading.current,

@@ -11,9 +11,13 @@
 //! A module cannot call the registry, so the writer schemas arrive through
 //! the `schemas` init param (see `smartmodules/validate/SmartModule.toml`).
 
+pub mod batch;
 mod params;
 
+use std::borrow::Cow;
+
 use gridwatch_contracts::codec::AvroRecord;
+use gridwatch_contracts::fast::{self, ReadingRef};
 use gridwatch_contracts::model::reason;
 use gridwatch_contracts::{ChainRecord, DeadLetter, SensorReading, framing, json};
 
@@ -80,6 +84,49 @@ pub fn validate_record(
     }
 }
 
+/// [`validate_record`] written as its `ChainRecord` datum onto `out`, the
+/// way the module emits it. Returns the meter id (the output record's key)
+/// when the reading passed, `None` when it became a dead letter.
+///
+/// Framed Avro written with SensorReading v1 itself (what Gridwatch's own
+/// ingest produces) is decoded by hand, borrowing the meter id, and
+/// re-encoded without a `SensorReading` in between: no allocation per
+/// reading. Anything else, and every rejection, takes [`validate_record`],
+/// so dead letters and their messages are exactly as before.
+pub fn validate_into<'a>(
+    bytes: &'a [u8],
+    source_offset: i64,
+    config: &ValidateConfig,
+    now_ms: i64,
+    out: &mut Vec<u8>,
+) -> Result<Option<Cow<'a, str>>, gridwatch_contracts::CodecError> {
+    if let Some(r) = decode_v1(bytes, config)
+        && check_ref(&r, config, now_ms).is_ok()
+    {
+        fast::put_chain_reading(out, &r);
+        return Ok(Some(Cow::Borrowed(r.meter_id)));
+    }
+    let record = validate_record(bytes, source_offset, config, now_ms);
+    record.encode_into(out)?;
+    Ok(match record {
+        ChainRecord::Reading(r) => Some(Cow::Owned(r.meter_id)),
+        _ => None,
+    })
+}
+
+/// The hand-written decoder's share of [`decode`]: framed Avro under a
+/// SensorReading v1 writer schema, decoding exactly. `None` otherwise.
+fn decode_v1<'a>(bytes: &'a [u8], config: &ValidateConfig) -> Option<ReadingRef<'a>> {
+    if bytes.first() != Some(&framing::MAGIC) {
+        return None;
+    }
+    let framed = framing::parse(bytes, config.id_width).ok()?;
+    if !config.v1_ids.contains(&framed.schema_id) {
+        return None;
+    }
+    fast::decode_reading(framed.datum)
+}
+
 /// Turns bytes into a reading: framed Avro when the first byte is the magic
 /// byte, JSON when it opens an object, refused otherwise.
 pub fn decode(bytes: &[u8], config: &ValidateConfig) -> Result<SensorReading, Rejection> {
@@ -115,7 +162,16 @@ pub fn decode(bytes: &[u8], config: &ValidateConfig) -> Result<SensorReading, Re
 
 /// Checks meaning, not just shape: ids, finite and plausible values, times.
 pub fn check(r: &SensorReading, config: &ValidateConfig, now_ms: i64) -> Result<(), Rejection> {
-    let id = r.meter_id.as_str();
+    check_ref(&ReadingRef::of(r), config, now_ms)
+}
+
+/// [`check`] on a borrowed reading.
+pub fn check_ref(
+    r: &ReadingRef<'_>,
+    config: &ValidateConfig,
+    now_ms: i64,
+) -> Result<(), Rejection> {
+    let id = r.meter_id;
     if id.trim().is_empty() {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,

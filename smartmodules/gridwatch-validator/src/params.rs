@@ -26,6 +26,11 @@ impl Range {
 pub struct ValidateConfig {
     /// Writer schemas by registry id, for framed Avro.
     pub schemas: HashMap<u64, WriterSchema>,
+    /// The ids among `schemas` whose writer schema is SensorReading v1
+    /// itself: their datums take the hand-written decoder
+    /// (`gridwatch_contracts::fast`), the rest the schema-resolving one.
+    /// A few ids at most, so a list: searching it is cheaper than hashing.
+    pub v1_ids: Vec<u64>,
     pub id_width: IdWidth,
     /// Earliest accepted event time, epoch ms.
     pub earliest_ms: i64,
@@ -44,6 +49,7 @@ impl Default for ValidateConfig {
     fn default() -> Self {
         Self {
             schemas: HashMap::new(),
+            v1_ids: Vec::new(),
             id_width: IdWidth::ContentId4,
             earliest_ms: DEFAULT_EARLIEST_MS,
             max_future_ms: 86_400_000,
@@ -69,7 +75,7 @@ impl ValidateConfig {
     pub fn from_params<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, ConfigError> {
         let mut c = Self::default();
         if let Some(text) = get("schemas") {
-            c.schemas = parse_schema_map(text)?;
+            (c.schemas, c.v1_ids) = parse_schema_map(text)?;
         }
         if let Some(v) = get("id_width") {
             c.id_width = match v.trim() {
@@ -164,12 +170,16 @@ impl ValidateConfig {
 }
 
 /// Parses `{"<id>": "<schema text>" | <schema json>, ...}`.
-fn parse_schema_map(text: &str) -> Result<HashMap<u64, WriterSchema>, ConfigError> {
+fn parse_schema_map(text: &str) -> Result<(HashMap<u64, WriterSchema>, Vec<u64>), ConfigError> {
     let allowed = "a JSON object mapping schema ids to Avro schemas";
     let short = |t: &str| t.chars().take(60).collect::<String>();
     let map: HashMap<String, serde_json::Value> = serde_json::from_str(text)
         .map_err(|_| ConfigError::new("schemas", short(text), allowed))?;
-    map.into_iter()
+    let v1: Option<serde_json::Value> =
+        serde_json::from_str(gridwatch_contracts::schema::SENSOR_READING).ok();
+    let mut v1_ids = Vec::new();
+    let schemas = map
+        .into_iter()
         .map(|(id, schema)| {
             let id_num: u64 = id.parse().map_err(|_| {
                 ConfigError::new("schemas", &id, "schema ids that are whole numbers")
@@ -185,9 +195,14 @@ fn parse_schema_map(text: &str) -> Result<HashMap<u64, WriterSchema>, ConfigErro
                     format!("a valid Avro schema ({e})"),
                 )
             })?;
+            let value: Option<serde_json::Value> = serde_json::from_str(&text).ok();
+            if value.is_some() && value == v1 {
+                v1_ids.push(id_num);
+            }
             Ok((id_num, parsed))
         })
-        .collect()
+        .collect::<Result<_, ConfigError>>()?;
+    Ok((schemas, v1_ids))
 }
 
 fn millis(d: Duration) -> i64 {

@@ -214,3 +214,80 @@ fn arbitrary_bytes_never_panic() {
         let _ = validate_record(&bytes, 0, &config, NOW);
     }
 }
+
+#[test]
+fn validate_into_writes_what_validate_record_writes() {
+    let v1 = config_with_schema(7);
+    // The same schema with its fields' docs dropped: resolved, not hand-decoded.
+    let mut other: serde_json::Value = serde_json::from_str(schema::SENSOR_READING).unwrap();
+    other["doc"] = serde_json::Value::Null;
+    let text = serde_json::json!({ "7": other.to_string() }).to_string();
+    let resolved =
+        ValidateConfig::from_params(|k| (k == "schemas").then_some(text.as_str())).unwrap();
+    assert!(v1.v1_ids.contains(&7));
+    assert!(resolved.v1_ids.is_empty());
+
+    let mut inputs = Vec::new();
+    let base = reading();
+    let variants = [
+        base.clone(),
+        SensorReading {
+            voltage: 5000.0,
+            ..base.clone()
+        },
+        SensorReading {
+            current: f64::NAN,
+            ..base.clone()
+        },
+        SensorReading {
+            meter_id: String::new(),
+            ..base.clone()
+        },
+        SensorReading {
+            meter_id: "a\u{7}b".into(),
+            ..base.clone()
+        },
+        SensorReading {
+            meter_id: "x".repeat(300),
+            ..base.clone()
+        },
+        SensorReading {
+            timestamp: NOW + 10 * 86_400_000,
+            ..base.clone()
+        },
+        SensorReading {
+            timestamp: 0,
+            ..base.clone()
+        },
+        SensorReading {
+            status: MeterStatus::Failure,
+            ..base.clone()
+        },
+    ];
+    for r in &variants {
+        inputs.push(framed(r, 7, IdWidth::ContentId4));
+        inputs.push(framed(r, 8, IdWidth::ContentId4));
+        let mut truncated = framed(r, 7, IdWidth::ContentId4);
+        truncated.pop();
+        inputs.push(truncated);
+        let mut longer = framed(r, 7, IdWidth::ContentId4);
+        longer.push(0);
+        inputs.push(longer);
+    }
+    inputs.push(br#"{"meter_id":"m-1","timestamp":1767225599000,"voltage":230.0,"current":5.0,"temperature":21.0}"#.to_vec());
+    inputs.push(b"  ".to_vec());
+    inputs.push(vec![0]);
+    inputs.push(vec![0xff, 0]);
+    for config in [&v1, &resolved] {
+        for (offset, bytes) in inputs.iter().enumerate() {
+            let expected = validate_record(bytes, offset as i64, config, NOW);
+            let mut out = Vec::new();
+            let key = validate_into(bytes, offset as i64, config, NOW, &mut out).unwrap();
+            assert_eq!(out, expected.to_avro().unwrap(), "input {offset}");
+            match expected {
+                ChainRecord::Reading(r) => assert_eq!(key.as_deref(), Some(r.meter_id.as_str())),
+                _ => assert!(key.is_none()),
+            }
+        }
+    }
+}
