@@ -200,6 +200,16 @@ async fn fetch_all(b: &FluvioBackend, topic: &str, from: u64, to: u64) -> Vec<In
     out
 }
 
+/// Deletes a test's topic and the modules it registered.
+async fn clean_up(b: &FluvioBackend, topic: &str, modules: &[&RegisteredModule]) {
+    b.delete_topic(topic).await.unwrap();
+    for m in modules {
+        delete_smartmodule(b.admin(), &m.qualified_name)
+            .await
+            .unwrap();
+    }
+}
+
 fn compare(server: &[InRecord], inputs: &[InRecord], client: &[Bytes]) {
     assert_eq!(server.len(), inputs.len());
     assert_eq!(client.len(), inputs.len());
@@ -271,13 +281,7 @@ async fn server_side_chain_equals_client_side_chain() {
         tail.iter().map(|r| r.offset).collect::<Vec<_>>(),
         (5_990..6_000).collect::<Vec<_>>()
     );
-    b.delete_topic(&t).await.unwrap();
-    delete_smartmodule(b.admin(), &v.qualified_name)
-        .await
-        .unwrap();
-    delete_smartmodule(b.admin(), &d.qualified_name)
-        .await
-        .unwrap();
+    clean_up(&b, &t, &[&v, &d]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,13 +324,7 @@ async fn reopened_chain_rewarms_through_look_back_and_stays_equal() {
     let input = fetch_all(&b, &t, 0, 4_000).await;
     let client = client_chain().process(&input, 1_767_300_000_000).unwrap();
     compare(&server, &input, &client);
-    b.delete_topic(&t).await.unwrap();
-    delete_smartmodule(b.admin(), &v.qualified_name)
-        .await
-        .unwrap();
-    delete_smartmodule(b.admin(), &d.qualified_name)
-        .await
-        .unwrap();
+    clean_up(&b, &t, &[&v, &d]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,11 +452,5 @@ async fn server_chain_backend_gives_back_append_times() {
             r.timestamp_ms
         );
     }
-    b.delete_topic(&t).await.unwrap();
-    delete_smartmodule(b.admin(), &v.qualified_name)
-        .await
-        .unwrap();
-    delete_smartmodule(b.admin(), &d.qualified_name)
-        .await
-        .unwrap();
+    clean_up(&b, &t, &[&v, &d]).await;
 }
