@@ -55,6 +55,7 @@ pub const CHAIN_SCORED: i64 = 1;
 pub const CHAIN_DEAD_LETTER: i64 = 2;
 
 /// Reads an Avro `long` (zigzag varint) at `*pos`.
+#[inline]
 pub fn read_long(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     let mut shift = 0u32;
@@ -128,6 +129,7 @@ fn read_reading<'a>(buf: &'a [u8], pos: &mut usize) -> Option<ReadingRef<'a>> {
 }
 
 /// Appends an Avro `long` (or `int`).
+#[inline]
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {
@@ -143,7 +145,28 @@ fn put_f64(out: &mut Vec<u8>, v: f64) {
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_long(out, s.len() as i64);
-    out.extend_from_slice(s.as_bytes());
+    put_bytes(out, s.as_bytes());
+}
+
+/// `extend_from_slice` for the short strings of a record. In WASM a copy
+/// of unknown length is a `memory.copy`, which wasmtime runs as a call into
+/// the host; copies of a fixed 8 bytes compile to a load and a store.
+#[inline]
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() > 64 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    out.reserve(bytes.len());
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        out.extend_from_slice(&word);
+    }
+    for &b in chunks.remainder() {
+        out.push(b);
+    }
 }
 
 /// A `["null", "double"]` union.

@@ -172,7 +172,15 @@ pub fn check_ref(
     now_ms: i64,
 ) -> Result<(), Rejection> {
     let id = r.meter_id;
-    if id.trim().is_empty() {
+    // ASCII ids (all real ones) are answered without Unicode tables; the
+    // answers are those of `trim` and `char::is_control`.
+    let ascii = id.is_ascii();
+    let blank = if ascii {
+        id.bytes().all(|b| matches!(b, b' ' | b'\t'..=b'\r'))
+    } else {
+        id.trim().is_empty()
+    };
+    if blank {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,
             "meter_id is empty",
@@ -188,31 +196,44 @@ pub fn check_ref(
             ),
         ));
     }
-    if id.chars().any(char::is_control) {
+    let control = if ascii {
+        id.bytes().any(|b| b < 0x20 || b == 0x7f)
+    } else {
+        id.chars().any(char::is_control)
+    };
+    if control {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,
             "meter_id contains control characters",
         ));
     }
-    for (name, value, range, unit) in [
-        ("voltage", r.voltage, config.voltage, "V"),
-        ("current", r.current, config.current, "A"),
-        ("temperature", r.temperature, config.temperature, "°C"),
-    ] {
-        if !value.is_finite() {
-            return Err(Rejection::new(
-                reason::NOT_FINITE,
-                format!("{name} is {value}"),
-            ));
-        }
-        if !range.contains(value) {
-            return Err(Rejection::new(
-                reason::OUT_OF_RANGE,
-                format!(
-                    "{name} {value} {unit} is outside {} to {} {unit}",
-                    range.min, range.max
-                ),
-            ));
+    // The fast test first, the messages only for the reading that fails:
+    // the table of fields the loop below walks costs a copy per reading.
+    let plausible = |value: f64, range: Range| value.is_finite() && range.contains(value);
+    if !(plausible(r.voltage, config.voltage)
+        && plausible(r.current, config.current)
+        && plausible(r.temperature, config.temperature))
+    {
+        for (name, value, range, unit) in [
+            ("voltage", r.voltage, config.voltage, "V"),
+            ("current", r.current, config.current, "A"),
+            ("temperature", r.temperature, config.temperature, "°C"),
+        ] {
+            if !value.is_finite() {
+                return Err(Rejection::new(
+                    reason::NOT_FINITE,
+                    format!("{name} is {value}"),
+                ));
+            }
+            if !range.contains(value) {
+                return Err(Rejection::new(
+                    reason::OUT_OF_RANGE,
+                    format!(
+                        "{name} {value} {unit} is outside {} to {} {unit}",
+                        range.min, range.max
+                    ),
+                ));
+            }
         }
     }
     let latest = now_ms.saturating_add(config.max_future_ms);
