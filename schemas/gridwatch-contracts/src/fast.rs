@@ -55,7 +55,7 @@ pub const CHAIN_SCORED: i64 = 1;
 pub const CHAIN_DEAD_LETTER: i64 = 2;
 
 /// Reads an Avro `long` (zigzag varint) at `*pos`.
-#[inline]
+#[inline(always)]
 pub fn read_long(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     let mut shift = 0u32;
@@ -129,7 +129,7 @@ fn read_reading<'a>(buf: &'a [u8], pos: &mut usize) -> Option<ReadingRef<'a>> {
 }
 
 /// Appends an Avro `long` (or `int`).
-#[inline]
+#[inline(always)]
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     while z >= 0x80 {

@@ -249,14 +249,14 @@ fn put_record(out: &mut Vec<u8>, r: &RecordView<'_>, key: Option<&[u8]>, value: 
     put_varint(out, r.headers);
 }
 
-#[inline]
+#[inline(always)]
 fn data_size(bytes: &[u8]) -> usize {
     var_size(bytes.len() as i64) + bytes.len()
 }
 
 /// `var_write_size`, computed directly where `fluvio-protocol` writes
 /// standard varints (zigzag value under 2³²).
-#[inline]
+#[inline(always)]
 fn var_size(v: i64) -> usize {
     let z = zigzag(v);
     if z >= 1 << 32 {
@@ -266,13 +266,13 @@ fn var_size(v: i64) -> usize {
     bits.div_ceil(7)
 }
 
-#[inline]
+#[inline(always)]
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
 /// `encode_varint`, written directly in the same range as [`var_size`].
-#[inline]
+#[inline(always)]
 fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = zigzag(v);
     if z >= 1 << 32 {
@@ -287,7 +287,7 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-#[inline]
+#[inline(always)]
 fn put_data(out: &mut Vec<u8>, bytes: &[u8]) {
     put_varint(out, bytes.len() as i64);
     gridwatch_contracts::fast::put_bytes(out, bytes);
@@ -343,7 +343,7 @@ fn read_record<'a>(buf: &'a [u8], pos: &mut usize) -> Option<RecordView<'a>> {
     })
 }
 
-#[inline]
+#[inline(always)]
 fn read_data<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let len = usize::try_from(read_varint(buf, pos)?).ok()?;
     let end = pos.checked_add(len)?;
@@ -354,7 +354,7 @@ fn read_data<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
 
 /// A zigzag varint in its minimal form whose zigzag value fits 32 bits:
 /// the range where `fluvio-protocol`'s encoder writes standard varints.
-#[inline]
+#[inline(always)]
 fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut raw: u64 = 0;
     let mut shift = 0u32;
