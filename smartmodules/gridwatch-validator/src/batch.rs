@@ -95,7 +95,9 @@ pub fn run_map<S>(
         return run_slow(smartmodule_input, version, state, slow);
     };
     let count = u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-    let mut out = Vec::with_capacity(raw.len() * 3 / 2 + 16);
+    // detect's scored readings are about 3x its input: room for that up
+    // front saves the copies of growing a megabyte-sized buffer twice.
+    let mut out = Vec::with_capacity(raw.len() * 4 + 16);
     out.extend_from_slice(&0u32.to_be_bytes());
     let mut value = Vec::with_capacity(256);
     let mut pos = 4;

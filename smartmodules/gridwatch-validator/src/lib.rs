@@ -174,12 +174,17 @@ pub fn check_ref(
     let id = r.meter_id;
     // ASCII ids (all real ones) are answered without Unicode tables; the
     // answers are those of `trim` and `char::is_control`.
-    let ascii = id.is_ascii();
-    let blank = if ascii {
-        id.bytes().all(|b| matches!(b, b' ' | b'\t'..=b'\r'))
-    } else {
-        id.trim().is_empty()
-    };
+    // One pass over the bytes for all three questions.
+    let (mut ascii, mut blank, mut control) = (true, true, false);
+    for &b in id.as_bytes() {
+        ascii &= b < 0x80;
+        blank &= matches!(b, b' ' | b'\t'..=b'\r');
+        control |= b < 0x20 || b == 0x7f;
+    }
+    if !ascii {
+        blank = id.trim().is_empty();
+        control = id.chars().any(char::is_control);
+    }
     if blank {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,
@@ -196,11 +201,6 @@ pub fn check_ref(
             ),
         ));
     }
-    let control = if ascii {
-        id.bytes().any(|b| b < 0x20 || b == 0x7f)
-    } else {
-        id.chars().any(char::is_control)
-    };
     if control {
         return Err(Rejection::new(
             reason::INVALID_METER_ID,
