@@ -263,14 +263,27 @@ fn a_real_prometheus_scrapes_gridwatch_and_answers_queries() {
         Some(1.0),
         "the malformed line counted as a dead letter"
     );
+    // Set at each checkpoint (every 10 s by default) from the detect module.
+    let meters = eventually(Duration::from_secs(60), || {
+        prom.query("sum(gridwatch_detector_meters)")
+    });
+    assert_eq!(meters, Some(1.0), "the detector holds the one meter prom-1");
+    let state_bytes = eventually(Duration::from_secs(60), || {
+        prom.query("sum(gridwatch_detector_state_bytes)")
+            .filter(|b| *b > 0.0)
+    });
+    assert!(
+        state_bytes.is_some(),
+        "the detector's state size is exported"
+    );
     let p99 = eventually(Duration::from_secs(60), || {
         prom.query(
             "histogram_quantile(0.99, sum by (le) (gridwatch_ingest_to_detect_latency_seconds_bucket))",
         )
     });
     println!(
-        "prometheus at {} scraped gridwatch: up=1, ingested={accepted}, anomalies=1, dead letters=1, p99 ingest→detect bucket bound={:?} s",
-        prom.url, p99
+        "prometheus at {} scraped gridwatch: up=1, ingested={accepted}, anomalies=1, dead letters=1, detector meters=1 in {:?} bytes, p99 ingest→detect bucket bound={:?} s",
+        prom.url, state_bytes, p99
     );
     drop(prom);
     gw.stop();

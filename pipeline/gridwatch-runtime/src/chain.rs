@@ -105,6 +105,21 @@ pub trait Chain: Send {
         let _ = snapshot;
         Ok(false)
     }
+
+    /// How much state the chain holds, for the detector-state gauges; `None`
+    /// when it cannot tell.
+    fn state_size(&mut self) -> Option<StateSize> {
+        None
+    }
+}
+
+/// What [`Chain::state_size`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSize {
+    /// Meters whose windows the chain holds, where its modules say.
+    pub meters: Option<u64>,
+    /// Bytes the state takes (a WASM chain: its modules' linear memory).
+    pub bytes: u64,
 }
 
 /// A chain that returns its inputs: for when the records a processor reads
@@ -220,6 +235,16 @@ impl Chain for WasmChain {
                     message: e.to_string(),
                 }),
         )
+    }
+
+    fn state_size(&mut self) -> Option<StateSize> {
+        // A module that traps answering is already broken; the next batch
+        // reports that, the gauge just goes without meters.
+        let meters = self.chain.state_meters().ok().flatten();
+        Some(StateSize {
+            meters,
+            bytes: self.chain.memory_size() as u64,
+        })
     }
 
     fn restore(&mut self, snapshot: &ChainSnapshot) -> Result<bool, ChainError> {

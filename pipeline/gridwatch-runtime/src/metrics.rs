@@ -564,8 +564,8 @@ impl Metrics {
 
     /// How many meters the detector holds state for on a partition, and
     /// (where known) how many bytes that state takes.
-    pub fn set_detector_state(&self, partition: u32, meters: u64, bytes: Option<u64>) {
-        set_at(&self.inner.gauges.detector_meters, partition, Some(meters));
+    pub fn set_detector_state(&self, partition: u32, meters: Option<u64>, bytes: Option<u64>) {
+        set_at(&self.inner.gauges.detector_meters, partition, meters);
         set_at(&self.inner.gauges.detector_bytes, partition, bytes);
     }
 
@@ -755,7 +755,7 @@ mod tests {
         m.checkpoint_taken(0, Duration::from_millis(1), 1_000);
         m.set_lag(0, 4);
         m.hot_swap("gridwatch-detect", "applied");
-        m.set_detector_state(0, 12, Some(4096));
+        m.set_detector_state(0, Some(12), Some(4096));
     }
 
     #[test]

@@ -59,6 +59,9 @@ impl Chain for BoxChain {
     fn restore(&mut self, snapshot: &crate::chain::ChainSnapshot) -> Result<bool, ChainError> {
         (**self).restore(snapshot)
     }
+    fn state_size(&mut self) -> Option<crate::chain::StateSize> {
+        (**self).state_size()
+    }
 }
 
 /// Boxes a chain for [`PipelineBuilder::chain`].

@@ -449,6 +449,11 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         let started = Instant::now();
         let warm_from = self.warm_from(input_offset);
         self.poisoned = self.poisoned.split_off(&warm_from);
+        if let Some(state) = self.chain.state_size() {
+            self.ctx
+                .metrics
+                .set_detector_state(self.partition, state.meters, Some(state.bytes));
+        }
         let due = self
             .ctx
             .config

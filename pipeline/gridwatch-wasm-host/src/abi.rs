@@ -48,6 +48,8 @@ const ALLOC: &str = "alloc";
 const DEALLOC: &str = "dealloc";
 const INIT: &str = "init";
 const LOOK_BACK: &str = "look_back";
+/// Optional, Gridwatch's own: `fn() -> i64`, meters whose state a module holds.
+const STATE_METERS: &str = "gridwatch_state_meters";
 pub(crate) const COPY_RECORDS: &str = "copy_records";
 const AGGREGATE: &str = "aggregate";
 
@@ -163,6 +165,8 @@ pub(crate) struct Guest {
     init: Option<AbiFn>,
     transform: AbiFn,
     look_back: Option<AbiFn>,
+    /// Gridwatch's own optional export: meters whose state the module holds.
+    state_meters: Option<TypedFunc<(), i64>>,
 }
 
 impl Guest {
@@ -206,6 +210,7 @@ impl Guest {
         }
         let init = export(store, &instance, name, INIT)?;
         let look_back = export(store, &instance, name, LOOK_BACK)?;
+        let state_meters = export(store, &instance, name, STATE_METERS)?;
         let mut transform = None;
         for kind in TransformKind::SEARCH_ORDER {
             if let Some(f) = export(store, &instance, name, kind.export())? {
@@ -234,7 +239,18 @@ impl Guest {
             init,
             transform,
             look_back,
+            state_meters,
         })
+    }
+
+    /// Meters the module holds state for, if it says (`gridwatch_state_meters`).
+    pub fn state_meters(&self, store: &mut Store<HostState>) -> Option<Result<u64, HostError>> {
+        let f = self.state_meters.as_ref()?;
+        Some(
+            f.call(&mut *store, ())
+                .map(|n| n.max(0) as u64)
+                .map_err(|e| fault(store, &self.name, STATE_METERS, e)),
+        )
     }
 
     /// Linear memory of this module, in bytes.

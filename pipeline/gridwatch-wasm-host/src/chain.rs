@@ -515,6 +515,20 @@ impl Chain {
         self.guests.iter().map(|g| g.memory_size(&self.store)).sum()
     }
 
+    /// Meters the modules hold state for, summed over those that export
+    /// `gridwatch_state_meters`; `None` when none does.
+    pub fn state_meters(&mut self) -> Result<Option<u64>, HostError> {
+        self.check_usable()?;
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let mut total = None;
+        for guest in &self.guests {
+            if let Some(meters) = guest.state_meters(&mut self.store) {
+                *total.get_or_insert(0) += meters?;
+            }
+        }
+        Ok(total)
+    }
+
     /// Copies every module's linear memory: the whole state of a chain
     /// between calls. Data, heap and globals the compiler placed in memory
     /// are in it; the one mutable wasm global a Rust module has, its stack

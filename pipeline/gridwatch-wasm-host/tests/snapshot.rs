@@ -82,3 +82,34 @@ fn a_snapshot_for_another_chain_shape_is_refused() {
         other => panic!("expected a snapshot error, got {other:?}"),
     }
 }
+
+/// The detect module says how many meters it holds (for the detector-state
+/// gauge), and a restored chain says the same as the one it came from.
+#[test]
+fn the_chain_reports_the_meters_its_detector_holds() {
+    let readings = golden::readings();
+    let meters: std::collections::BTreeSet<&str> =
+        readings.iter().map(|r| r.meter_id.as_str()).collect();
+    let builder = gridwatch_chain(&[]);
+    let mut chain = builder.build().expect("chain");
+    assert_eq!(chain.state_meters().expect("answers"), Some(0));
+    run(&mut chain, &mixed_inputs(&readings), 0);
+    let held = chain
+        .state_meters()
+        .expect("answers")
+        .expect("detect exports it");
+    eprintln!(
+        "detect holds {held} of the golden set's {} meters",
+        meters.len()
+    );
+    assert_eq!(
+        held,
+        meters.len() as u64,
+        "every golden meter is in its window"
+    );
+    let mut restored = builder.build().expect("chain");
+    restored
+        .restore(&chain.snapshot().expect("snapshot"))
+        .expect("restore");
+    assert_eq!(restored.state_meters().expect("answers"), Some(held));
+}

@@ -321,6 +321,16 @@ pub fn map_batch(input: &[u8], version: i16) -> Result<(Vec<u8>, i32), i32> {
     )
 }
 
+/// Meters whose windows the module holds: what the `gridwatch_state_meters`
+/// export reports, so the runtime can export the detector's state size.
+pub fn state_meters() -> i64 {
+    STATE
+        .lock()
+        .ok()
+        .and_then(|g| g.as_ref().map(|s| s.detector.meters() as i64))
+        .unwrap_or(0)
+}
+
 /// The ABI's raw-pointer hand-over is what `#[smartmodule(map)]` generates
 /// too; it is the only unsafe code in the module.
 #[cfg(target_arch = "wasm32")]
@@ -328,6 +338,13 @@ pub fn map_batch(input: &[u8], version: i16) -> Result<(Vec<u8>, i32), i32> {
 mod __system {
     unsafe extern "C" {
         fn copy_records(ptr: i32, len: i32);
+    }
+
+    /// Gridwatch's host reads this for the `gridwatch_detector_meters`
+    /// gauge; other hosts (the Fluvio SPU) ignore exports they do not know.
+    #[unsafe(no_mangle)]
+    pub extern "C" fn gridwatch_state_meters() -> i64 {
+        super::state_meters()
     }
 
     /// The `map` export, with the ABI `#[smartmodule(map)]` generates.
