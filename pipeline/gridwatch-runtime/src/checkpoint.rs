@@ -106,10 +106,6 @@ fn encode_snapshot(snapshot: &StateSnapshot) -> Vec<u8> {
     out
 }
 
-/// How much of a state snapshot is written before it is synced (see
-/// [`CheckpointStore::save_snapshot`]): about 10 ms of this disk's writing.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
-
 /// Checkpoints of named components in one directory.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
@@ -175,34 +171,17 @@ impl CheckpointStore {
     }
 
     /// Replaces the state snapshot of `name` atomically and durably.
-    ///
-    /// A snapshot is as large as the modules' memory (over 100 MB with
-    /// 10,000 meters), and written in one go it fills the disk's queue and
-    /// the journal: every group-commit fsync of the log then waits behind it,
-    /// and ingest→detect p99 at 10k readings/s went from 25 ms to over
-    /// 200 ms on this project's test machine. Written in
-    /// [`SNAPSHOT_CHUNK`] pieces, each made durable before the next, the log's
-    /// fsyncs wait for one piece at most.
     pub fn save_snapshot(
         &self,
         name: &str,
         snapshot: &StateSnapshot,
     ) -> Result<(), CheckpointError> {
-        self.replace_in(
-            &format!("{name}.state"),
-            &encode_snapshot(snapshot),
-            SNAPSHOT_CHUNK,
-        )
+        self.replace(&format!("{name}.state"), &encode_snapshot(snapshot))
     }
 
     /// Write a temporary file, fsync it, rename it over `file`, fsync the
     /// directory: a crash leaves the old contents or the new, never a mix.
     fn replace(&self, file: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
-        self.replace_in(file, bytes, usize::MAX)
-    }
-
-    /// [`Self::replace`], writing and syncing `chunk` bytes at a time.
-    fn replace_in(&self, file: &str, bytes: &[u8], chunk: usize) -> Result<(), CheckpointError> {
         let path = self.dir.join(file);
         let tmp = self.dir.join(format!(".{file}.tmp"));
         let io = |op, path: &Path| {
@@ -210,12 +189,7 @@ impl CheckpointStore {
             move |source| CheckpointError::Io { op, path, source }
         };
         let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        for piece in bytes.chunks(chunk.max(1)) {
-            file.write_all(piece).map_err(io("write", &tmp))?;
-            if piece.len() == chunk {
-                file.sync_data().map_err(io("fsync", &tmp))?;
-            }
-        }
+        file.write_all(bytes).map_err(io("write", &tmp))?;
         file.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
         std::fs::File::open(&self.dir)
@@ -244,26 +218,6 @@ mod tests {
         store.save("p0", &c).unwrap();
         store.save("p0", &c).unwrap();
         assert_eq!(store.load("p0").unwrap(), Some(c));
-    }
-
-    #[test]
-    fn a_file_written_in_chunks_is_whole_and_replaces_the_old_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CheckpointStore::open(dir.path().join("ckpt")).unwrap();
-        let bytes: Vec<u8> = (0..100u8).collect();
-        store.replace_in("f", b"old contents", 7).unwrap();
-        // 100 bytes in chunks of 7: fourteen whole ones and a partial last.
-        store.replace_in("f", &bytes, 7).unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("ckpt").join("f")).unwrap(),
-            bytes
-        );
-        store.replace_in("f", &bytes[..14], 7).unwrap();
-        assert_eq!(
-            std::fs::read(dir.path().join("ckpt").join("f")).unwrap(),
-            &bytes[..14]
-        );
-        assert!(!dir.path().join("ckpt").join(".f.tmp").exists());
     }
 
     #[test]
