@@ -493,7 +493,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     /// Writes the chain's state as of `input_offset` in the background.
     ///
     /// Only copying the modules' memory happens here, between batches; the
-    /// encoding, the write and the fsyncs (about 120 MB at 10,000 meters)
+    /// encoding, the write and the fsyncs (of the modules' whole memory)
     /// run on a blocking thread while the processor goes on, so readings
     /// never wait for the disk on a snapshot's account. One write is in
     /// flight at a time: a snapshot that falls due while the last one is
