@@ -226,6 +226,17 @@ pub struct ScoreRef<'a> {
 }
 
 impl<'a> ScoreRef<'a> {
+    /// A placeholder for fixed-size arrays of scores; never encoded.
+    pub const EMPTY: ScoreRef<'static> = ScoreRef {
+        field: "",
+        value: 0.0,
+        window_count: 0,
+        window_mean: None,
+        window_stddev: None,
+        zscore: None,
+        anomalous: false,
+    };
+
     pub fn of(s: &'a FieldScore) -> Self {
         Self {
             field: &s.field,
@@ -284,15 +295,7 @@ pub fn put_chain_scored(
 
 /// [`put_chain_scored`] for an owned [`ScoredReading`].
 pub fn put_scored_reading(out: &mut Vec<u8>, s: &ScoredReading) -> Result<(), crate::CodecError> {
-    let mut scores = [ScoreRef {
-        field: "",
-        value: 0.0,
-        window_count: 0,
-        window_mean: None,
-        window_stddev: None,
-        zscore: None,
-        anomalous: false,
-    }; 3];
+    let mut scores = [ScoreRef::EMPTY; 3];
     if s.scores.len() > scores.len() {
         use crate::codec::AvroRecord;
         return crate::ChainRecord::Scored(s.clone()).encode_into(out);

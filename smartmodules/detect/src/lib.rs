@@ -143,7 +143,7 @@ impl DetectState {
         if let Some(reading) = fast::decode_chain_reading(input) {
             self.detector
                 .score(&reading, source_offset, now_ms, &mut self.scores);
-            let mut refs = [NO_SCORE; 3];
+            let mut refs = [ScoreRef::EMPTY; 3];
             let fields = self.scores.fields();
             for (slot, e) in refs.iter_mut().zip(fields) {
                 *slot = e.as_score_ref();
@@ -217,16 +217,6 @@ impl DetectState {
         }
     }
 }
-
-const NO_SCORE: ScoreRef<'static> = ScoreRef {
-    field: "",
-    value: 0.0,
-    window_count: 0,
-    window_mean: None,
-    window_stddev: None,
-    zscore: None,
-    anomalous: false,
-};
 
 /// Module state. WASM instances are single-threaded; the Mutex is what makes
 /// a `static` safely mutable without `unsafe`.
