@@ -16,6 +16,7 @@ use arrow_array::{
     TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use gridwatch_contracts::fast::ScoredRef;
 use gridwatch_contracts::{AnomalyEvent, Disposition, ScoredReading, SensorReading, Severity};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
@@ -94,6 +95,39 @@ impl ReadingRow {
             anomaly_count: i32::try_from(scored.anomalies.len()).unwrap_or(i32::MAX),
             anomaly_types,
             max_severity: scored.anomalies.iter().map(|a| a.severity).max(),
+            scores,
+        }
+    }
+
+    /// Flattens a scored reading without anomalies, read where it lies
+    /// ([`gridwatch_contracts::fast::decode_scored_reading`]): the lake's every-reading path,
+    /// without the owned strings of a serde decode. Gives the same row as
+    /// [`ReadingRow::new`].
+    pub fn from_ref(offset: u64, appended_at: i64, scored: &ScoredRef<'_>) -> Self {
+        let mut scores: [Option<FieldStats>; 3] = Default::default();
+        let mut any_anomalous_field = false;
+        for s in scored.scores() {
+            any_anomalous_field |= s.anomalous;
+            if let Some(i) = SCORED_FIELDS.iter().position(|f| *f == s.field) {
+                scores[i] = Some(FieldStats {
+                    window_count: s.window_count,
+                    window_mean: s.window_mean,
+                    window_stddev: s.window_stddev,
+                    zscore: s.zscore,
+                    anomalous: s.anomalous,
+                });
+            }
+        }
+        Self {
+            offset,
+            appended_at,
+            reading: scored.reading.to_owned(),
+            reading_offset: scored.source_offset,
+            disposition: scored.disposition,
+            anomalous: any_anomalous_field,
+            anomaly_count: 0,
+            anomaly_types: None,
+            max_severity: None,
             scores,
         }
     }
@@ -372,4 +406,60 @@ pub fn to_parquet(
     writer.write(batch)?;
     writer.close()?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use gridwatch_contracts::codec::AvroRecord;
+    use gridwatch_contracts::{FieldScore, MeterStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_row_read_where_it_lies_equals_the_serde_one() {
+        let score = |field: &str, anomalous: bool| FieldScore {
+            field: field.into(),
+            value: 231.4,
+            window_count: 120,
+            window_mean: Some(230.9),
+            window_stddev: (field != "current").then_some(0.4),
+            zscore: Some(1.25),
+            anomalous,
+        };
+        for (scores, disposition) in [
+            (vec![], Disposition::ExcludedFailure),
+            (vec![score("voltage", false)], Disposition::Late),
+            (
+                vec![
+                    score("temperature", true),
+                    score("current", false),
+                    score("voltage", false),
+                ],
+                Disposition::Scored,
+            ),
+            // A field a future detector scores is not archived either way.
+            (vec![score("frequency", true)], Disposition::Scored),
+        ] {
+            let scored = ScoredReading {
+                reading: SensorReading {
+                    meter_id: "feeder-a-001".into(),
+                    timestamp: 1_767_225_600_000,
+                    voltage: 231.4,
+                    current: 5.012,
+                    temperature: 21.05,
+                    status: MeterStatus::Degraded,
+                },
+                source_offset: 42,
+                disposition,
+                scores,
+                anomalies: vec![],
+            };
+            let datum = scored.to_avro().unwrap();
+            let view = gridwatch_contracts::fast::decode_scored_reading(&datum).unwrap();
+            assert_eq!(
+                ReadingRow::from_ref(7, 99, &view),
+                ReadingRow::new(7, 99, scored)
+            );
+        }
+    }
 }

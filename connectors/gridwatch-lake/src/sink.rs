@@ -62,6 +62,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gridwatch_connector::{Sink, SinkError, SinkRecord};
 use gridwatch_contracts::codec::AvroRecord;
+use gridwatch_contracts::fast;
 use gridwatch_contracts::framing::{self, IdWidth};
 use gridwatch_contracts::{AnomalyEvent, ScoredReading};
 use serde_avro_fast::de::DeserializerState;
@@ -641,8 +642,16 @@ impl LakeSink {
             .map_err(|e| format!("not framed Avro: {e}"))?;
         match (kind, rows) {
             (Kind::Readings, Rows::Readings(rows)) => {
-                let scored: ScoredReading = decode_whole(framed.datum)?;
-                rows.push(ReadingRow::new(record.offset, record.timestamp_ms, scored));
+                let row = match fast::decode_scored_reading(framed.datum) {
+                    Some(scored) => {
+                        ReadingRow::from_ref(record.offset, record.timestamp_ms, &scored)
+                    }
+                    None => {
+                        let scored: ScoredReading = decode_whole(framed.datum)?;
+                        ReadingRow::new(record.offset, record.timestamp_ms, scored)
+                    }
+                };
+                rows.push(row);
             }
             (Kind::Anomalies, Rows::Anomalies(rows)) => {
                 let event: AnomalyEvent = decode_whole(framed.datum)?;

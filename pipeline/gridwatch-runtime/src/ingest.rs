@@ -11,12 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gridwatch_contracts::fast::{self, ReadingRef};
+use gridwatch_contracts::framing::{self, IdWidth};
 use gridwatch_contracts::json::parse_reading;
 use gridwatch_contracts::{DeadLetter, SensorReading};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::backend::{BackendError, TopicBackend};
+use crate::backend::{BackendError, OutRecord, TopicBackend};
 use crate::dedup::Dedup;
 use crate::metrics::Metrics;
 use crate::processor::{Progress, now_ms, out};
@@ -254,12 +256,16 @@ impl<B: TopicBackend> Ingest<B> {
         let records = fresh
             .iter()
             .map(|r| {
-                out(
-                    Some(Bytes::from(r.meter_id.clone().into_bytes())),
-                    self.ids.reading,
-                    r,
-                    received,
-                )
+                // The hand-written codec writes the bytes serde would, at a
+                // fraction of the cost: this runs for every reading.
+                let mut value = Vec::with_capacity(40 + r.meter_id.len());
+                framing::write_header(&mut value, self.ids.reading, IdWidth::ContentId4);
+                fast::put_reading(&mut value, &ReadingRef::of(r));
+                OutRecord {
+                    key: Some(Bytes::copy_from_slice(r.meter_id.as_bytes())),
+                    value: Bytes::from(value),
+                    timestamp_ms: received,
+                }
             })
             .collect();
         if let Err(e) = self.backend.append(&self.topics.readings, p, records).await {

@@ -917,6 +917,18 @@ pub fn out<T: AvroRecord>(
     }
 }
 
+/// Frames an already encoded contract datum for a topic.
+pub fn framed(key: Option<Bytes>, schema_id: u64, datum: &[u8], timestamp_ms: i64) -> OutRecord {
+    let mut buf = Vec::with_capacity(1 + 4 + datum.len());
+    framing::write_header(&mut buf, schema_id, IdWidth::ContentId4);
+    buf.extend_from_slice(datum);
+    OutRecord {
+        key,
+        value: Bytes::from(buf),
+        timestamp_ms,
+    }
+}
+
 /// Wall clock in epoch milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

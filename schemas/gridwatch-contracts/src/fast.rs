@@ -313,6 +313,150 @@ pub fn put_scored_reading(out: &mut Vec<u8>, s: &ScoredReading) -> Result<(), cr
     )
 }
 
+/// A [`ScoredReading`] without anomalies, read where it lies: what the
+/// router and the lake need from the chain's every output, without the
+/// owned strings a serde decode allocates per field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredRef<'a> {
+    pub reading: ReadingRef<'a>,
+    pub source_offset: i64,
+    pub disposition: Disposition,
+    scores: [ScoreRef<'a>; 3],
+    score_count: usize,
+}
+
+impl<'a> ScoredRef<'a> {
+    /// The scores in the order detect wrote them.
+    pub fn scores(&self) -> &[ScoreRef<'a>] {
+        &self.scores[..self.score_count]
+    }
+
+    pub fn to_owned(&self) -> ScoredReading {
+        ScoredReading {
+            reading: self.reading.to_owned(),
+            source_offset: self.source_offset,
+            disposition: self.disposition,
+            scores: self
+                .scores()
+                .iter()
+                .map(|s| FieldScore {
+                    field: s.field.to_string(),
+                    value: s.value,
+                    window_count: s.window_count,
+                    window_mean: s.window_mean,
+                    window_stddev: s.window_stddev,
+                    zscore: s.zscore,
+                    anomalous: s.anomalous,
+                })
+                .collect(),
+            anomalies: Vec::new(),
+        }
+    }
+}
+
+/// Decodes a `ScoredReading` datum that fills `buf` exactly and carries no
+/// anomalies (the common case). `None` for anything else, including more
+/// than three scores or Avro's sized array blocks, which the caller hands
+/// to the serde codec.
+pub fn decode_scored_reading(buf: &[u8]) -> Option<ScoredRef<'_>> {
+    let mut pos = 0;
+    let s = read_scored(buf, &mut pos)?;
+    (pos == buf.len()).then_some(s)
+}
+
+/// Decodes a `ChainRecord` datum of the `ScoredReading` branch without
+/// anomalies that fills `buf` exactly. Also returns the branch's value,
+/// which is a whole `ScoredReading` datum: the router frames it for the
+/// `scored` topic as it is, without encoding it again.
+pub fn decode_chain_scored(buf: &[u8]) -> Option<(ScoredRef<'_>, &[u8])> {
+    let mut pos = 0;
+    if read_long(buf, &mut pos)? != CHAIN_SCORED {
+        return None;
+    }
+    let datum = &buf[pos..];
+    let s = read_scored(buf, &mut pos)?;
+    (pos == buf.len()).then_some((s, datum))
+}
+
+fn read_scored<'a>(buf: &'a [u8], pos: &mut usize) -> Option<ScoredRef<'a>> {
+    let reading = read_reading(buf, pos)?;
+    let source_offset = read_long(buf, pos)?;
+    let disposition = match read_long(buf, pos)? {
+        0 => Disposition::Scored,
+        1 => Disposition::ExcludedFailure,
+        2 => Disposition::Late,
+        3 => Disposition::Invalid,
+        _ => return None,
+    };
+    let mut scores = [ScoreRef::EMPTY; 3];
+    let mut score_count = 0;
+    loop {
+        // A negative count is a block with its byte size: left to serde.
+        let n = usize::try_from(read_long(buf, pos)?).ok()?;
+        if n == 0 {
+            break;
+        }
+        if n > scores.len() - score_count {
+            return None;
+        }
+        for slot in &mut scores[score_count..score_count + n] {
+            *slot = read_score(buf, pos)?;
+        }
+        score_count += n;
+    }
+    // Anomalies are rare; a reading with any goes through serde.
+    if read_long(buf, pos)? != 0 {
+        return None;
+    }
+    Some(ScoredRef {
+        reading,
+        source_offset,
+        disposition,
+        scores,
+        score_count,
+    })
+}
+
+fn read_str<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a str> {
+    let len = usize::try_from(read_long(buf, pos)?).ok()?;
+    let end = pos.checked_add(len)?;
+    let s = std::str::from_utf8(buf.get(*pos..end)?).ok()?;
+    *pos = end;
+    Some(s)
+}
+
+fn read_opt_f64(buf: &[u8], pos: &mut usize) -> Option<Option<f64>> {
+    match read_long(buf, pos)? {
+        0 => Some(None),
+        1 => Some(Some(read_f64(buf, pos)?)),
+        _ => None,
+    }
+}
+
+fn read_score<'a>(buf: &'a [u8], pos: &mut usize) -> Option<ScoreRef<'a>> {
+    let field = read_str(buf, pos)?;
+    let value = read_f64(buf, pos)?;
+    let window_count = i32::try_from(read_long(buf, pos)?).ok()?;
+    let window_mean = read_opt_f64(buf, pos)?;
+    let window_stddev = read_opt_f64(buf, pos)?;
+    let zscore = read_opt_f64(buf, pos)?;
+    let anomalous = match buf.get(*pos)? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    *pos += 1;
+    Some(ScoreRef {
+        field,
+        value,
+        window_count,
+        window_mean,
+        window_stddev,
+        zscore,
+        anomalous,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,6 +529,29 @@ mod tests {
     }
 
     #[test]
+    fn more_scores_than_the_detector_writes_are_left_to_serde() {
+        let score = FieldScore {
+            field: "f".into(),
+            value: 1.0,
+            window_count: 1,
+            window_mean: None,
+            window_stddev: None,
+            zscore: None,
+            anomalous: false,
+        };
+        let s = ScoredReading {
+            reading: reading("m", 1, MeterStatus::Ok),
+            source_offset: 7,
+            disposition: Disposition::Scored,
+            scores: vec![score; 4],
+            anomalies: vec![],
+        };
+        assert!(decode_scored_reading(&s.to_avro().unwrap()).is_none());
+        let chain = ChainRecord::Scored(s).to_avro().unwrap();
+        assert!(decode_chain_scored(&chain).is_none());
+    }
+
+    #[test]
     fn scored_readings_encode_as_the_serde_codec_does() {
         let score = |field: &str, z: Option<f64>| FieldScore {
             field: field.into(),
@@ -426,6 +593,27 @@ mod tests {
                     let mut ours = Vec::new();
                     put_scored_reading(&mut ours, &s).unwrap();
                     assert_eq!(ours, serde);
+                    // Read back: the same record, or left to serde when it
+                    // carries anomalies.
+                    let datum = s.to_avro().unwrap();
+                    let fast = decode_scored_reading(&datum);
+                    let chain = decode_chain_scored(&serde);
+                    if s.anomalies.is_empty() {
+                        let fast = fast.expect("decodes");
+                        assert_eq!(fast.to_owned().to_avro().unwrap(), datum);
+                        let (chain, inner) = chain.expect("decodes");
+                        // NaN readings: compare encodings, not floats.
+                        assert_eq!(chain.to_owned().to_avro().unwrap(), datum);
+                        assert_eq!(inner, &datum[..]);
+                        for cut in 0..datum.len() {
+                            assert!(decode_scored_reading(&datum[..cut]).is_none());
+                        }
+                        let mut longer = datum.clone();
+                        longer.push(0);
+                        assert!(decode_scored_reading(&longer).is_none());
+                    } else {
+                        assert!(fast.is_none() && chain.is_none());
+                    }
                 }
             }
         }
