@@ -89,21 +89,26 @@ fn decode_snapshot(bytes: &[u8]) -> Option<StateSnapshot> {
     })
 }
 
-fn encode_snapshot(snapshot: &StateSnapshot) -> Vec<u8> {
-    let mut out = Vec::with_capacity(snapshot.chain.len() + 64);
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&snapshot.input_offset.to_le_bytes());
+/// Writes a snapshot file's bytes to `w` piece by piece, the memory images
+/// straight from the snapshot: encoding them into one buffer first would
+/// hold a second copy of every module's memory while the file is written.
+fn write_snapshot(w: &mut impl Write, snapshot: &StateSnapshot) -> std::io::Result<()> {
+    let mut sum = xxhash_rust::xxh3::Xxh3::new();
+    let mut put = |bytes: &[u8]| {
+        sum.update(bytes);
+        w.write_all(bytes)
+    };
+    put(SNAPSHOT_MAGIC)?;
+    put(&snapshot.input_offset.to_le_bytes())?;
     let fp = snapshot.chain.fingerprint.as_bytes();
-    out.extend_from_slice(&(fp.len() as u64).to_le_bytes());
-    out.extend_from_slice(fp);
-    out.extend_from_slice(&(snapshot.chain.images.len() as u64).to_le_bytes());
+    put(&(fp.len() as u64).to_le_bytes())?;
+    put(fp)?;
+    put(&(snapshot.chain.images.len() as u64).to_le_bytes())?;
     for image in &snapshot.chain.images {
-        out.extend_from_slice(&(image.len() as u64).to_le_bytes());
-        out.extend_from_slice(image);
+        put(&(image.len() as u64).to_le_bytes())?;
+        put(image)?;
     }
-    let sum = xxhash_rust::xxh3::xxh3_64(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+    w.write_all(&sum.digest().to_le_bytes())
 }
 
 /// Checkpoints of named components in one directory.
@@ -176,20 +181,33 @@ impl CheckpointStore {
         name: &str,
         snapshot: &StateSnapshot,
     ) -> Result<(), CheckpointError> {
-        self.replace(&format!("{name}.state"), &encode_snapshot(snapshot))
+        self.replace_with(&format!("{name}.state"), |w| write_snapshot(w, snapshot))
     }
 
     /// Write a temporary file, fsync it, rename it over `file`, fsync the
     /// directory: a crash leaves the old contents or the new, never a mix.
     fn replace(&self, file: &str, bytes: &[u8]) -> Result<(), CheckpointError> {
+        self.replace_with(file, |w| w.write_all(bytes))
+    }
+
+    /// [`CheckpointStore::replace`] with the contents written by `write`.
+    fn replace_with(
+        &self,
+        file: &str,
+        write: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+    ) -> Result<(), CheckpointError> {
         let path = self.dir.join(file);
         let tmp = self.dir.join(format!(".{file}.tmp"));
         let io = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| CheckpointError::Io { op, path, source }
         };
-        let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(bytes).map_err(io("write", &tmp))?;
+        let file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &file);
+        write(&mut w)
+            .and_then(|()| w.flush())
+            .map_err(io("write", &tmp))?;
+        drop(w);
         file.sync_all().map_err(io("fsync", &tmp))?;
         std::fs::rename(&tmp, &path).map_err(io("rename into", &path))?;
         std::fs::File::open(&self.dir)
