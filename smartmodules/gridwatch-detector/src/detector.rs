@@ -1,6 +1,6 @@
 //! Per-meter state and the rule that turns a reading into a [`ScoredReading`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use gridwatch_contracts::fast::{ReadingRef, ScoreRef};
 use gridwatch_contracts::id::anomaly_id;
@@ -11,6 +11,7 @@ use gridwatch_contracts::{
 
 use crate::config::DetectorConfig;
 use crate::stats::{Moments, RunningStats};
+use crate::window::{MAX_FIELDS, Window};
 use crate::{MIN_STDDEV, ScoredField};
 
 /// The z-score detector for any number of meters.
@@ -31,15 +32,17 @@ pub struct Detector {
     /// The newest event time seen from any meter: the clock for eviction.
     watermark: i64,
     readings_since_sweep: usize,
+    /// Reused for decoding a window when its sums are rebuilt, so the
+    /// rebuild does not allocate once it has grown to the largest window.
+    scratch: Vec<f64>,
 }
 
 /// One meter's window and episode state.
 #[derive(Debug)]
 struct MeterState {
-    /// Event times of the readings in the window, oldest first.
-    times: VecDeque<i64>,
-    /// Their scored values, `fields.len()` per reading, in the same order.
-    values: VecDeque<f64>,
+    /// The readings in the window, oldest first: event time and the
+    /// scored values, compactly encoded (see [`crate::window`]).
+    window: Window,
     stats: Vec<RunningStats>,
     /// Newest event time seen from this meter; readings before it are late.
     newest: i64,
@@ -52,8 +55,7 @@ struct MeterState {
 impl MeterState {
     fn new(fields: usize) -> Self {
         Self {
-            times: VecDeque::new(),
-            values: VecDeque::new(),
+            window: Window::new(fields),
             stats: vec![RunningStats::default(); fields],
             newest: i64::MIN,
             status: MeterStatus::Ok,
@@ -62,22 +64,24 @@ impl MeterState {
     }
 
     fn len(&self) -> usize {
-        self.times.len()
+        self.window.len()
     }
 
     /// Drops readings older than `cutoff` (event time) from the window.
-    fn evict_before(&mut self, cutoff: i64) {
-        let k = self.stats.len();
-        while self.times.front().is_some_and(|&ts| ts < cutoff) {
-            self.times.pop_front();
+    /// `scratch` is reused to decode the window when the sums are rebuilt.
+    fn evict_before(&mut self, cutoff: i64, scratch: &mut Vec<f64>) {
+        let mut old = [0.0; MAX_FIELDS];
+        while self.window.front_time().is_some_and(|ts| ts < cutoff) {
+            self.window.pop_front(&mut old);
+            let len = self.window.len();
             let mut rebuild = false;
-            for stats in &mut self.stats {
-                let x = self.values.pop_front().unwrap_or_default();
-                rebuild |= stats.pop_front(x, self.times.len());
+            for (stats, &x) in self.stats.iter_mut().zip(&old) {
+                rebuild |= stats.pop_front(x, len);
             }
             if rebuild {
-                for (i, stats) in self.stats.iter_mut().enumerate() {
-                    stats.rebuild(self.values.iter().skip(i).step_by(k).copied());
+                self.window.decode_columns(scratch);
+                for (stats, column) in self.stats.iter_mut().zip(scratch.chunks_exact(len.max(1))) {
+                    stats.rebuild(column.iter().copied());
                 }
             }
         }
@@ -85,22 +89,16 @@ impl MeterState {
 
     /// Adds a reading's values at its place in event-time order.
     fn insert(&mut self, ts: i64, values: &[f64]) {
-        let k = self.stats.len();
-        if self.times.back().is_none_or(|&last| last <= ts) {
-            self.times.push_back(ts);
-            self.values.extend(values.iter().copied());
-            let len = self.times.len();
+        if self.window.back_time().is_none_or(|last| last <= ts) {
+            self.window.push_back(ts, values);
+            let len = self.window.len();
             for (stats, &x) in self.stats.iter_mut().zip(values) {
                 stats.push_back(x, len);
             }
         } else {
             // A late reading within the allowed lateness: keep the window
             // sorted so eviction by time stays a pop from the front.
-            let at = self.times.partition_point(|&t| t <= ts);
-            self.times.insert(at, ts);
-            for (i, &x) in values.iter().enumerate() {
-                self.values.insert(at * k + i, x);
-            }
+            self.window.insert_sorted(ts, values);
             for (stats, &x) in self.stats.iter_mut().zip(values) {
                 stats.insert_middle(x);
             }
@@ -123,6 +121,7 @@ impl Detector {
             meters: HashMap::default(),
             watermark: i64::MIN,
             readings_since_sweep: 0,
+            scratch: Vec::new(),
         }
     }
 
@@ -273,7 +272,7 @@ impl Detector {
             return;
         }
 
-        state.evict_before(ts.saturating_sub(self.window_ms));
+        state.evict_before(ts.saturating_sub(self.window_ms), &mut self.scratch);
         let threshold = self.config.threshold;
         let min_samples = self.config.min_samples as usize;
         for (i, (&field, &x)) in fields.iter().zip(values).enumerate() {
@@ -334,9 +333,8 @@ impl Detector {
             if state.newest < forget_before {
                 return false;
             }
-            if state.newest < empty_before && !state.times.is_empty() {
-                state.times = VecDeque::new();
-                state.values = VecDeque::new();
+            if state.newest < empty_before && !state.window.is_empty() {
+                state.window = Window::new(state.stats.len());
                 for stats in &mut state.stats {
                     *stats = RunningStats::default();
                 }

@@ -38,10 +38,12 @@
 //! - [`config`]: parameters, defaults and validation.
 //! - [`detector`]: per-meter state and the rule.
 //! - `stats`: O(1) sliding mean and variance with exact zero-variance detection.
+//! - `window`: a meter's readings, delta-encoded losslessly in a byte buffer.
 
 pub mod config;
 pub mod detector;
 mod stats;
+mod window;
 
 pub use config::{ConfigError, DetectorConfig};
 pub use detector::{Detector, FieldEvidence, Scores, severity};
