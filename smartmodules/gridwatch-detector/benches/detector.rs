@@ -1,7 +1,8 @@
 //! Per-reading cost of [`Detector::score`] with full windows: 1,000 meters,
 //! 5-minute windows at 1 reading/s (300 held per meter), simulator-like
 //! values, in order, as the detect module calls it. Scoring voltage only
-//! (the default) and all three fields.
+//! (the default) and all three fields, and voltage with every tenth reading
+//! late (inserted mid-window).
 //!
 //! Compare before/after a change with criterion baselines:
 //! `cargo bench -p gridwatch-detector --bench detector -- --save-baseline before`,
@@ -34,12 +35,15 @@ fn input() -> Input {
     }
 }
 
-fn reading(input: &Input, n: usize) -> ReadingRef<'_> {
+/// Reading `n`; with `late`, every 10th reading of a meter arrives 2.5 s
+/// late (within the default 5 s lateness), so it is inserted mid-window.
+fn reading(input: &Input, n: usize, late: bool) -> ReadingRef<'_> {
     let (i, m) = (n / METERS, n % METERS);
+    let delay = if late && i % 10 == 5 { 2500 } else { 0 };
     let (voltage, current, temperature) = input.values[n];
     ReadingRef {
         meter_id: &input.ids[m],
-        timestamp: 1_767_225_600_000 + i as i64 * 1000 + m as i64,
+        timestamp: 1_767_225_600_000 + i as i64 * 1000 + m as i64 - delay,
         voltage,
         current,
         temperature,
@@ -52,9 +56,10 @@ fn bench(c: &mut Criterion) {
     let warm = 300 * METERS;
     let mut group = c.benchmark_group("detector");
     group.throughput(Throughput::Elements(1));
-    for (name, fields) in [
-        ("voltage", vec![ScoredField::Voltage]),
-        ("three_fields", ScoredField::ALL.to_vec()),
+    for (name, fields, late) in [
+        ("voltage", vec![ScoredField::Voltage], false),
+        ("three_fields", ScoredField::ALL.to_vec(), false),
+        ("voltage_10pct_late", vec![ScoredField::Voltage], true),
     ] {
         let config = DetectorConfig {
             fields,
@@ -65,7 +70,7 @@ fn bench(c: &mut Criterion) {
             let mut d = Detector::new(config.clone());
             let mut s = Scores::default();
             for n in 0..warm {
-                d.score(&reading(&input, n), n as i64, 0, &mut s);
+                d.score(&reading(&input, n, late), n as i64, 0, &mut s);
             }
             d
         };
@@ -85,7 +90,7 @@ fn bench(c: &mut Criterion) {
                     let chunk = left.min((input.values.len() - n) as u64);
                     let start = Instant::now();
                     for _ in 0..chunk {
-                        detector.score(&reading(&input, n), n as i64, 0, &mut scores);
+                        detector.score(&reading(&input, n, late), n as i64, 0, &mut scores);
                         black_box(scores.fields().len());
                         n += 1;
                     }

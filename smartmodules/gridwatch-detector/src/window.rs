@@ -182,26 +182,54 @@ impl Window {
     }
 
     /// Inserts a reading at its place in time order, after any readings with
-    /// the same time. O(n): it is for late readings.
+    /// the same time. It is for late readings: O(n) decoding to find the
+    /// place, then only the readings after it are re-encoded.
     pub(crate) fn insert_sorted(&mut self, time: i64, values: &[f64]) {
         if self.back_time().is_none_or(|last| last <= time) {
             self.push_back(time, values);
             return;
         }
-        let mut readings: Vec<(i64, [f64; MAX_FIELDS])> = self.iter().collect();
-        let at = readings.partition_point(|&(t, _)| t <= time);
-        let mut new = [0.0; MAX_FIELDS];
-        for (slot, &v) in new.iter_mut().zip(values.iter().take(self.k)) {
-            *slot = v;
+        if time < self.front.time {
+            self.insert_front(time, values);
+            return;
         }
-        readings.insert(at, (time, new));
+        // The coder state after the last reading that stays in place.
+        let (mut state, mut at) = (self.front, self.head);
+        let mut scratch = [0.0; MAX_FIELDS];
+        loop {
+            let (mut next, mut pos) = (state, at);
+            next.decode(&self.bytes, &mut pos, self.k, &mut scratch);
+            if next.time > time || pos > self.bytes.len() {
+                break;
+            }
+            (state, at) = (next, pos);
+        }
+        let mut moved = Vec::new();
+        let (mut next, mut pos) = (state, at);
+        while pos < self.bytes.len() {
+            next.decode(&self.bytes, &mut pos, self.k, &mut scratch);
+            moved.push((next.time, scratch));
+        }
+        self.bytes.truncate(at);
+        self.back = state;
+        self.len -= moved.len();
+        self.push_back(time, values);
+        for (t, v) in moved {
+            self.push_back(t, &v[..self.k]);
+        }
+    }
+
+    /// Inserts a reading older than every other: re-encodes the window.
+    fn insert_front(&mut self, time: i64, values: &[f64]) {
+        let old: Vec<(i64, [f64; MAX_FIELDS])> = self.iter().collect();
         let mut bytes = std::mem::take(&mut self.bytes);
         bytes.clear();
         *self = Self {
             bytes,
             ..Self::new(self.k)
         };
-        for (t, v) in readings {
+        self.push_back(time, values);
+        for (t, v) in old {
             self.push_back(t, &v[..self.k]);
         }
     }
