@@ -20,13 +20,17 @@
 //!   field's previous decimal value, as the varint `zigzag(d / m) << 2 | tag`
 //!   where `m` (1, 10 or 100, tag 0–2) is the largest that divides `d`, so
 //!   0.1 V steps cost no more than units. Anything else (0.1 + 0.2, −0.0,
-//!   subnormals, huge values) is the single byte `3` followed by the value's
-//!   8 raw bytes. Either way the decoded value has the same bits as the
+//!   subnormals, huge values) is the value's raw bits as a varint between two
+//!   bytes `3`. Either way the decoded value has the same bits as the
 //!   stored one, so scores computed from the window are unchanged.
 //!
-//! Readings arriving in order (the common case) are appended; a late reading
-//! (rare, bounded by `allowed_lateness`) decodes the window, inserts and
-//! re-encodes it, O(n).
+//! Every byte of the buffer belongs to a varint, and a record is a fixed
+//! number of them, so records can be read backwards too (a varint's last
+//! byte is the only one below 0x80), and the deltas undone from the newest
+//! reading's coder state. Readings arriving in order (the common case) are
+//! appended; a late reading (bounded by `allowed_lateness`) walks back from
+//! the newest to its place and re-encodes only the readings after it, so it
+//! costs O(readings newer than it), not O(window).
 //!
 //! # Capacity
 //! Popping advances a head offset; the live bytes are moved to the start of
@@ -51,12 +55,14 @@ const ROUNDER: f64 = 6_755_399_441_055_744.0; // 1.5 × 2⁵²
 /// `|q|` bound for the decimal form: the rounding trick is exact below it, and
 /// deltas of two such `q` cannot overflow.
 const MAX_Q: f64 = 2_251_799_813_685_248.0; // 2⁵¹
-/// The token of a value stored as 8 raw bytes.
+/// The token of a value stored as its raw bits, before and after them.
 const RAW: u8 = 3;
 /// The divisor for each decimal tag.
 const STEP: [i64; 3] = [1, 10, 100];
-/// Longest record: a 10-byte time varint and 9 bytes per field.
-const MAX_RECORD: usize = 10 + 9 * MAX_FIELDS;
+/// Longest record: a 10-byte time varint and up to 12 bytes per field.
+const MAX_RECORD: usize = 10 + 12 * MAX_FIELDS;
+/// Bytes of moved records kept on the stack during a late insert.
+const MOVED_ON_STACK: usize = 256;
 
 /// One meter's readings in event-time order, oldest first.
 #[derive(Debug, Clone, Default)]
@@ -182,8 +188,8 @@ impl Window {
     }
 
     /// Inserts a reading at its place in time order, after any readings with
-    /// the same time. It is for late readings: O(n) decoding to find the
-    /// place, then only the readings after it are re-encoded.
+    /// the same time. For late readings: it walks back from the newest
+    /// reading and re-encodes only the readings newer than this one.
     pub(crate) fn insert_sorted(&mut self, time: i64, values: &[f64]) {
         if self.back_time().is_none_or(|last| last <= time) {
             self.push_back(time, values);
@@ -193,29 +199,31 @@ impl Window {
             self.insert_front(time, values);
             return;
         }
-        // The coder state after the last reading that stays in place.
-        let (mut state, mut at) = (self.front, self.head);
-        let mut scratch = [0.0; MAX_FIELDS];
-        loop {
-            let (mut next, mut pos) = (state, at);
-            next.decode(&self.bytes, &mut pos, self.k, &mut scratch);
-            if next.time > time || pos > self.bytes.len() {
-                break;
-            }
-            (state, at) = (next, pos);
+        // Walk back to the coder state after the newest reading that stays.
+        let (mut state, mut end, mut moved) = (self.back, self.bytes.len(), 0);
+        while state.time > time && end > self.head {
+            state.undo(&self.bytes, self.head, &mut end, self.k);
+            moved += 1;
         }
-        let mut moved = Vec::new();
-        let (mut next, mut pos) = (state, at);
-        while pos < self.bytes.len() {
-            next.decode(&self.bytes, &mut pos, self.k, &mut scratch);
-            moved.push((next.time, scratch));
-        }
-        self.bytes.truncate(at);
+        // The moved readings' bytes, decoded again from `state` below.
+        let mut on_stack = [0u8; MOVED_ON_STACK];
+        let tail = &self.bytes[end..];
+        let heap;
+        let tail: &[u8] = if tail.len() <= MOVED_ON_STACK {
+            on_stack[..tail.len()].copy_from_slice(tail);
+            &on_stack[..tail.len()]
+        } else {
+            heap = tail.to_vec();
+            &heap
+        };
+        self.bytes.truncate(end);
         self.back = state;
-        self.len -= moved.len();
+        self.len -= moved;
         self.push_back(time, values);
-        for (t, v) in moved {
-            self.push_back(t, &v[..self.k]);
+        let (mut pos, mut values) = (0, [0.0; MAX_FIELDS]);
+        for _ in 0..moved {
+            state.decode(tail, &mut pos, self.k, &mut values);
+            self.push_back(state.time, &values[..self.k]);
         }
     }
 
@@ -303,14 +311,30 @@ impl Cursor {
                 *q = q.wrapping_add(unzigzag(token >> 2).wrapping_mul(m));
                 *v = *q as f64 / SCALE;
             } else {
-                let mut raw = [0u8; 8];
-                if let Some(b) = bytes.get(*pos..*pos + 8) {
-                    raw.copy_from_slice(b);
-                }
-                *pos += 8;
-                *v = f64::from_bits(u64::from_le_bytes(raw));
+                *v = f64::from_bits(get_varint(bytes, pos));
+                *pos += 1; // the closing RAW
             }
         }
+    }
+}
+
+impl Cursor {
+    /// Steps back over the record ending at `*end` (whose state this is),
+    /// to the state after the record before it. `floor` is where the live
+    /// bytes start.
+    fn undo(&mut self, bytes: &[u8], floor: usize, end: &mut usize, k: usize) {
+        for q in self.q[..k].iter_mut().rev() {
+            let token = get_varint_back(bytes, floor, end);
+            if let Some(&m) = STEP.get((token & 3) as usize) {
+                *q = q.wrapping_sub(unzigzag(token >> 2).wrapping_mul(m));
+            } else {
+                get_varint_back(bytes, floor, end); // the bits
+                get_varint_back(bytes, floor, end); // the opening RAW
+            }
+        }
+        let dstep = unzigzag(get_varint_back(bytes, floor, end));
+        self.time = (self.time as u64).wrapping_sub(self.step) as i64;
+        self.step = self.step.wrapping_sub(dstep as u64);
     }
 }
 
@@ -381,8 +405,10 @@ fn put_value(out: &mut [u8; MAX_RECORD], n: &mut usize, v: f64, base: &mut i64) 
         }
         None => {
             out[*n] = RAW;
-            out[*n + 1..*n + 9].copy_from_slice(&v.to_bits().to_le_bytes());
-            *n += 9;
+            *n += 1;
+            put_varint(out, n, v.to_bits());
+            out[*n] = RAW;
+            *n += 1;
         }
     }
 }
@@ -406,6 +432,18 @@ fn put_varint(out: &mut [u8; MAX_RECORD], n: &mut usize, mut x: u64) {
     }
     out[*n] = x as u8;
     *n += 1;
+}
+
+/// Reads the varint that ends just before `*end`, moving `*end` to its
+/// first byte; never reads below `floor`.
+#[inline]
+fn get_varint_back(bytes: &[u8], floor: usize, end: &mut usize) -> u64 {
+    let mut start = end.saturating_sub(1).max(floor);
+    while start > floor && bytes.get(start - 1).is_some_and(|b| b & 0x80 != 0) {
+        start -= 1;
+    }
+    *end = start;
+    get_varint(bytes, &mut start)
 }
 
 /// Reads a varint written by [`put_varint`]. The buffer is only ever written
