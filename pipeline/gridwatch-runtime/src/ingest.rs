@@ -194,14 +194,17 @@ impl<B: TopicBackend> Ingest<B> {
 
     /// Appends readings (and dead letters for what did not parse), waiting
     /// for downstream room first. Returns once everything is durable.
+    ///
+    /// Borrows the readings, so a caller that retries after backpressure
+    /// keeps them without a copy.
     pub async fn ingest(
         &self,
-        readings: Vec<SensorReading>,
+        readings: &[SensorReading],
         rejected: Vec<DeadLetter>,
     ) -> Result<IngestOutcome, IngestError> {
         let received = now_ms();
         let parts = self.partitions();
-        let mut by_partition: Vec<Vec<SensorReading>> = vec![Vec::new(); parts as usize];
+        let mut by_partition: Vec<Vec<&SensorReading>> = vec![Vec::new(); parts as usize];
         for r in readings {
             by_partition[partition_of(&r.meter_id, parts) as usize].push(r);
         }
@@ -240,12 +243,12 @@ impl<B: TopicBackend> Ingest<B> {
     async fn append_partition(
         &self,
         p: u32,
-        readings: Vec<SensorReading>,
+        readings: Vec<&SensorReading>,
         received: i64,
     ) -> Result<(u64, u64), IngestError> {
         self.wait_for_room(p).await?;
         let offered = readings.len() as u64;
-        let fresh: Vec<SensorReading> = {
+        let fresh: Vec<&SensorReading> = {
             let mut dedup = lock(&self.dedup[p as usize]);
             readings
                 .into_iter()

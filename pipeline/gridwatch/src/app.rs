@@ -568,12 +568,32 @@ pub mod simulator {
                     let _ = rx.wait_for(|s| *s).await;
                 }
             };
+            // Generating the next batch overlaps with making this one
+            // durable: delivery waits on the log's fsync, generation need
+            // not. Batches stay in order, one delivery at a time.
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<SimEvent>>(2);
+            let delivery = tokio::spawn(async move {
+                while let Some(events) = rx.recv().await {
+                    deliver(&ingest, events, shutdown.clone()).await?;
+                }
+                Ok::<(), IngestError>(())
+            });
             let sink = |events: Vec<SimEvent>| {
-                let ingest = ingest.clone();
-                let shutdown = shutdown.clone();
-                async move { deliver(&ingest, events, shutdown).await }
+                let tx = tx.clone();
+                async move {
+                    tx.send(events)
+                        .await
+                        .map_err(|_| "delivery into ingest stopped".to_string())
+                }
             };
-            match sim.run(pace, sink, stop).await {
+            let generated = sim.run(pace, sink, stop).await;
+            drop(tx);
+            match delivery.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "Simulator stopped: ingest failed."),
+                Err(e) => tracing::error!(error = %e, "Simulator delivery task failed."),
+            }
+            match generated {
                 Ok(stats) => tracing::info!(events = stats.events, "Simulator stopped."),
                 Err(e) => tracing::error!(error = %e, "Simulator stopped on an error."),
             }
@@ -600,7 +620,7 @@ pub mod simulator {
             ingest.append_raw(&meter, bytes).await?;
         }
         loop {
-            match ingest.ingest(readings.clone(), Vec::new()).await {
+            match ingest.ingest(&readings, Vec::new()).await {
                 Err(IngestError::Backpressure { .. }) if !*shutdown.borrow() => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

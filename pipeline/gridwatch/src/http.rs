@@ -288,7 +288,7 @@ async fn ingest(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Res
             }
         },
     };
-    match ingest.ingest(readings, rejected).await {
+    match ingest.ingest(&readings, rejected).await {
         Ok(outcome) => (StatusCode::OK, Json(outcome)).into_response(),
         Err(IngestError::Backpressure { retry_after, .. }) => {
             let mut r = problem(

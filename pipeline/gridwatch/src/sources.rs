@@ -78,12 +78,12 @@ impl<B: TopicBackend> IngestTarget for SourceIngest<B> {
         // must not be written once per attempt.
         let got = self
             .ingest
-            .ingest(readings, Vec::new())
+            .ingest(&readings, Vec::new())
             .await
             .map_err(source_error)?;
         let bad = self
             .ingest
-            .ingest(Vec::new(), rejected)
+            .ingest(&[], rejected)
             .await
             .map_err(source_error)?;
         Ok(IngestOutcome {
