@@ -59,8 +59,11 @@ const MAX_Q: f64 = 2_251_799_813_685_248.0; // 2⁵¹
 const RAW: u8 = 3;
 /// The divisor for each decimal tag.
 const STEP: [i64; 3] = [1, 10, 100];
-/// Longest record: a 10-byte time varint and up to 12 bytes per field.
-const MAX_RECORD: usize = 10 + 12 * MAX_FIELDS;
+/// Longest record of `k` fields: a 10-byte time varint and up to 12 bytes
+/// per field.
+fn record_max(k: usize) -> usize {
+    10 + 12 * k
+}
 /// Bytes of moved records kept on the stack during a late insert.
 const MOVED_ON_STACK: usize = 256;
 
@@ -142,22 +145,19 @@ impl Window {
             self.len = 1;
             return;
         }
-        let mut record = [0u8; MAX_RECORD];
-        let mut n = 0;
+        // Room for the longest record, so the pushes below never reallocate.
+        self.make_room(record_max(self.k));
         let step = (time as u64).wrapping_sub(self.back.time as u64);
         put_varint(
-            &mut record,
-            &mut n,
+            &mut self.bytes,
             zigzag(step.wrapping_sub(self.back.step) as i64),
         );
         self.back.time = time;
         self.back.step = step;
         for i in 0..self.k {
             let v = values.get(i).copied().unwrap_or_default();
-            put_value(&mut record, &mut n, v, &mut self.back.q[i]);
+            put_value(&mut self.bytes, v, &mut self.back.q[i]);
         }
-        self.make_room(n);
-        self.bytes.extend_from_slice(&record[..n]);
         self.len += 1;
     }
 
@@ -389,26 +389,25 @@ fn decimal(v: f64) -> Option<i64> {
 
 /// Encodes `v` against its field's last decimal value `base`, updating it.
 #[inline]
-fn put_value(out: &mut [u8; MAX_RECORD], n: &mut usize, v: f64, base: &mut i64) {
+fn put_value(out: &mut Vec<u8>, v: f64, base: &mut i64) {
     match decimal(v) {
         Some(q) => {
             let d = q - *base;
             *base = q;
-            let tag = if d % 100 == 0 {
-                2
+            // Constant divisors: a division by STEP[tag] would be a real `idiv`.
+            let (m, tag) = if d % 100 == 0 {
+                (d / 100, 2)
             } else if d % 10 == 0 {
-                1
+                (d / 10, 1)
             } else {
-                0
+                (d, 0)
             };
-            put_varint(out, n, (zigzag(d / STEP[tag]) << 2) | tag as u64);
+            put_varint(out, (zigzag(m) << 2) | tag);
         }
         None => {
-            out[*n] = RAW;
-            *n += 1;
-            put_varint(out, n, v.to_bits());
-            out[*n] = RAW;
-            *n += 1;
+            out.push(RAW);
+            put_varint(out, v.to_bits());
+            out.push(RAW);
         }
     }
 }
@@ -424,14 +423,12 @@ fn unzigzag(x: u64) -> i64 {
 }
 
 #[inline]
-fn put_varint(out: &mut [u8; MAX_RECORD], n: &mut usize, mut x: u64) {
+fn put_varint(out: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
-        out[*n] = x as u8 | 0x80;
+        out.push(x as u8 | 0x80);
         x >>= 7;
-        *n += 1;
     }
-    out[*n] = x as u8;
-    *n += 1;
+    out.push(x as u8);
 }
 
 /// Reads the varint that ends just before `*end`, moving `*end` to its
@@ -450,6 +447,19 @@ fn get_varint_back(bytes: &[u8], floor: usize, end: &mut usize) -> u64 {
 /// by this module; a truncated one reads as zeros rather than panicking.
 #[inline]
 fn get_varint(bytes: &[u8], pos: &mut usize) -> u64 {
+    // Fast path: most varints here are one or two bytes.
+    if let Some(&b0) = bytes.get(*pos) {
+        if b0 < 0x80 {
+            *pos += 1;
+            return u64::from(b0);
+        }
+        if let Some(&b1) = bytes.get(*pos + 1)
+            && b1 < 0x80
+        {
+            *pos += 2;
+            return u64::from(b0 & 0x7f) | u64::from(b1) << 7;
+        }
+    }
     let mut x = 0u64;
     let mut shift = 0u32;
     loop {
