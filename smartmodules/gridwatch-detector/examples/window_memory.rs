@@ -49,9 +49,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const METERS: usize = 1_000;
-const READINGS: i64 = 300;
 
-fn measure(label: &str, fields: Vec<ScoredField>) {
+/// Heap bytes per meter after `readings` readings per meter.
+fn measure(label: &str, fields: Vec<ScoredField>, readings: i64) -> f64 {
     let ids: Vec<String> = (0..METERS).map(|m| format!("meter-{m:06}")).collect();
     let before = LIVE.load(Ordering::Relaxed);
     let mut detector = Detector::new(DetectorConfig {
@@ -62,7 +62,7 @@ fn measure(label: &str, fields: Vec<ScoredField>) {
     let mut scores = Scores::default();
     let mut sim = SimLike::new(42);
     let t0 = 1_767_225_600_000;
-    for i in 0..READINGS {
+    for i in 0..readings {
         for (m, id) in ids.iter().enumerate() {
             let (voltage, current, temperature) = sim.values();
             let reading = ReadingRef {
@@ -80,15 +80,25 @@ fn measure(label: &str, fields: Vec<ScoredField>) {
     let held = detector.window_readings();
     let per_meter = bytes as f64 / METERS as f64;
     println!(
-        "{label}: {METERS} meters, {held} readings held: {bytes} heap bytes, \
+        "{label}, {readings}/meter: {METERS} meters, {held} readings held: {bytes} heap bytes, \
          {per_meter:.0} B/meter, {:.1} B/reading, {:.2} GB at 100k meters",
         per_meter / (held as f64 / METERS as f64),
         per_meter * 100_000.0 / 1e9,
     );
     drop(detector);
+    per_meter
 }
 
 fn main() {
-    measure("voltage only (default)", vec![ScoredField::Voltage]);
-    measure("voltage+current+temperature", ScoredField::ALL.to_vec());
+    for (label, fields) in [
+        ("voltage only (default)", vec![ScoredField::Voltage]),
+        ("voltage+current+temperature", ScoredField::ALL.to_vec()),
+    ] {
+        let one = measure(label, fields.clone(), 1);
+        let full = measure(label, fields, 300);
+        println!(
+            "{label}: {:.1} B per added reading (from 1 to 300 readings per meter)",
+            (full - one) / 299.0
+        );
+    }
 }

@@ -2,9 +2,12 @@
 //!
 //! Issue #10: 100,000 meters with 5-minute windows at 1 reading/s must fit in
 //! 512 MB. Two `VecDeque`s (times and values) held 8 bytes per time and per
-//! value, and grew by doubling, so a full window cost 28–42 bytes per reading
-//! (8.5–12.7 KB per meter). Meter readings are short decimals taken at
-//! regular intervals, so deltas between neighbours are small integers.
+//! value, and grew by doubling, so a detector with full windows held 28–42
+//! bytes per reading (8.5–12.7 KB per meter, one or three scored fields,
+//! measured by `examples/window_memory.rs`). Meter readings are short
+//! decimals taken at regular intervals, so deltas between neighbours are
+//! small integers; with this encoding the same run holds 4.5–9.1 bytes per
+//! reading (1.35–2.74 KB per meter, map and per-meter overhead included).
 //!
 //! # Encoding
 //! The oldest reading (the *front*) is held decoded in the struct, so the
@@ -34,12 +37,13 @@
 //!
 //! # Capacity
 //! Popping advances a head offset; the live bytes are moved to the start of
-//! the buffer only when an append finds no room at its end. The buffer is then
-//! sized to 1.25× what it holds (grown when less than 1/8 would be free, so a
-//! move of `n` bytes happens at most once per `n/8` bytes appended: O(1)
-//! amortised), and shrunk when it is over twice what is needed. So a full
-//! window costs its encoded size plus about 12–25%, and a steady stream
-//! allocates nothing.
+//! the buffer only when an append finds no room at its end for the longest
+//! possible record. The buffer is then sized to 1.25× what it holds plus that
+//! room (grown when less than 1/8 would be free, so a move of `n` bytes
+//! happens at most once per `n/8` bytes appended: O(1) amortised), and shrunk
+//! when it is over twice that. So a full window costs its encoded size plus
+//! about 12–25%, and a steady stream allocates nothing (shrinking is lazy: it
+//! happens at the next move).
 
 use crate::ScoredField;
 
