@@ -99,6 +99,8 @@ pub enum ProcessorError {
     Chain(#[from] ChainError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error("the output appends of partition {partition} stopped: {message}")]
+    AppendTask { partition: u32, message: String },
     #[error(
         "chain output at offset {offset} of partition {partition} breaks the router's contract: {message}"
     )]
@@ -265,6 +267,9 @@ pub struct Processor<B, C> {
     last_snapshot: Option<Instant>,
     /// The state snapshot being written in the background, if any.
     snapshot_write: Option<tokio::task::JoinHandle<Result<(), CheckpointError>>>,
+    /// The last batch's output appends, still in flight (see
+    /// [`Processor::start_appends`]).
+    appending: Option<tokio::task::JoinHandle<Result<(), BackendError>>>,
 }
 
 impl<B, C> std::fmt::Debug for Processor<B, C> {
@@ -293,6 +298,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
             poisoned: BTreeSet::new(),
             last_snapshot: None,
             snapshot_write: None,
+            appending: None,
         }
     }
 
@@ -361,6 +367,7 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 },
                 _ = shutdown.changed() => Vec::new(),
                 Some(swap) = next_swap(&mut swaps) => {
+                    self.finish_appends().await?;
                     self.swap(swap, self.warm_from(position), position).await;
                     Vec::new()
                 }
@@ -369,10 +376,10 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
                 let newest = fetched
                     .last()
                     .map_or(first.timestamp_ms, |r| r.timestamp_ms);
-                self.process_batch(&fetched, &mut already).await?;
+                let outputs = self.process_batch(&fetched, &mut already).await?;
+                self.finish_appends().await?;
+                self.start_appends(outputs);
                 position = fetched.last().map_or(position, |r| r.offset + 1);
-                self.progress.position.store(position, Ordering::Release);
-                self.progress.advanced.notify_waiters();
                 since_checkpoint += fetched.len() as u64;
                 self.window.push_back((first.offset, newest));
                 let cutoff = newest.saturating_sub(self.ctx.config.warm_window_ms);
@@ -446,6 +453,9 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
     }
 
     async fn checkpoint(&mut self, input_offset: u64) -> Result<(), ProcessorError> {
+        // A checkpoint names output positions: every output before it
+        // must be durable.
+        self.finish_appends().await?;
         let started = Instant::now();
         let warm_from = self.warm_from(input_offset);
         self.poisoned = self.poisoned.split_off(&warm_from);
@@ -690,11 +700,13 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         Ok((checkpoint, already))
     }
 
+    /// Runs a batch through the chain and routes its outputs, leaving out
+    /// what a crashed run already wrote.
     async fn process_batch(
         &mut self,
         records: &[InRecord],
         already: &mut AlreadyWritten,
-    ) -> Result<(), ProcessorError> {
+    ) -> Result<BatchOutputs, ProcessorError> {
         let p = self.partition;
         let now = now_ms();
         let started = Instant::now();
@@ -739,33 +751,87 @@ impl<B: TopicBackend, C: Chain> Processor<B, C> {
         {
             *already = AlreadyWritten::default();
         }
-        let appends = self
-            .outputs
-            .iter()
-            .zip(per_topic)
-            .filter(|(_, records)| !records.is_empty())
-            .map(|(topic, records)| self.ctx.backend.append(topic, p, records));
-        let started = Instant::now();
-        for r in futures::future::join_all(appends).await {
-            if let Err(e) = r {
-                self.ctx.metrics.stage_error("append", e.is_retryable());
-                return Err(e.into());
-            }
-        }
-        self.ctx.metrics.stage_duration("append", started.elapsed());
-        let wall = now_ms();
-        // A record without an append time (a Fluvio SPU's SmartModule output
-        // batch carries none) says nothing about latency; counting it would
-        // put it at the histogram's 60 s cap.
-        self.ctx.metrics.latencies(
-            records
+        Ok(BatchOutputs {
+            per_topic,
+            append_times: records
                 .iter()
-                .filter(|r| r.timestamp_ms > 0)
-                .map(|r| Duration::from_millis((wall - r.timestamp_ms).max(0) as u64)),
-        );
-        self.ctx.metrics.processed(records.len() as u64);
-        Ok(())
+                .map(|r| r.timestamp_ms)
+                // A record without an append time (a Fluvio SPU's
+                // SmartModule output batch carries none) says nothing about
+                // latency; counting it would put it at the histogram's 60 s
+                // cap.
+                .filter(|&t| t > 0)
+                .collect(),
+            processed: records.len() as u64,
+            end: records.last().map(|r| r.offset + 1),
+        })
     }
+
+    /// Appends a batch's outputs in the background, so the chain works on
+    /// the next batch while these wait for their fsync. One batch at a
+    /// time is in flight, so outputs keep their order; the progress ingest
+    /// waits on, the latency histogram and the processed count move only
+    /// once the outputs are durable.
+    fn start_appends(&mut self, outputs: BatchOutputs) {
+        let backend = Arc::clone(&self.ctx.backend);
+        let metrics = self.ctx.metrics.clone();
+        let progress = Arc::clone(&self.progress);
+        let p = self.partition;
+        let topics = self.outputs.clone();
+        self.appending = Some(tokio::spawn(async move {
+            let started = Instant::now();
+            let appends = topics
+                .iter()
+                .zip(outputs.per_topic)
+                .filter(|(_, records)| !records.is_empty())
+                .map(|(topic, records)| backend.append(topic, p, records));
+            for r in futures::future::join_all(appends).await {
+                if let Err(e) = r {
+                    metrics.stage_error("append", e.is_retryable());
+                    return Err(e);
+                }
+            }
+            metrics.stage_duration("append", started.elapsed());
+            let wall = now_ms();
+            metrics.latencies(
+                outputs
+                    .append_times
+                    .iter()
+                    .map(|&t| Duration::from_millis((wall - t).max(0) as u64)),
+            );
+            metrics.processed(outputs.processed);
+            if let Some(end) = outputs.end {
+                progress.position.store(end, Ordering::Release);
+                progress.advanced.notify_waiters();
+            }
+            Ok(())
+        }));
+    }
+
+    /// Waits for the batch in flight, if any; its append error is the
+    /// processor's.
+    async fn finish_appends(&mut self) -> Result<(), ProcessorError> {
+        let Some(appending) = self.appending.take() else {
+            return Ok(());
+        };
+        match appending.await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(ProcessorError::AppendTask {
+                partition: self.partition,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A routed batch, ready to append.
+struct BatchOutputs {
+    /// Indexed like the router's outputs.
+    per_topic: Vec<Vec<OutRecord>>,
+    append_times: Vec<i64>,
+    processed: u64,
+    /// The input offset after the batch.
+    end: Option<u64>,
 }
 
 impl<B: TopicBackend, C: Chain> Processor<B, C> {
