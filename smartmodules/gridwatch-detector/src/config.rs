@@ -110,6 +110,27 @@ impl DetectorConfig {
                 "one or more of voltage, current, temperature",
             ));
         }
+        // Each field has one slot in a reading's scores; a repeat would
+        // score past them.
+        if let Some((_, f)) = self
+            .fields
+            .iter()
+            .enumerate()
+            .find(|(i, f)| self.fields[..*i].contains(f))
+        {
+            return Err(err(
+                "fields",
+                self.fields
+                    .iter()
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                &format!(
+                    "each of voltage, current, temperature at most once ({} is repeated)",
+                    f.name()
+                ),
+            ));
+        }
         if self.allowed_lateness > self.window {
             return Err(err(
                 "allowed_lateness",
@@ -291,6 +312,15 @@ mod tests {
         let err = DetectorConfig::from_params(|k| (k == "fields").then_some("voltage,power"), "")
             .unwrap_err();
         assert_eq!(err.key, "fields");
+        let err = DetectorConfig::from_params(
+            |k| (k == "fields").then_some("voltage,current,voltage,voltage"),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "fields = \"voltage,current,voltage,voltage\" is not allowed: each of voltage, current, temperature at most once (voltage is repeated)"
+        );
         let err =
             DetectorConfig::from_params(|k| (k == "min_samples").then_some("1"), "").unwrap_err();
         assert_eq!(err.key, "min_samples");
