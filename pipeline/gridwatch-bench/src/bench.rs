@@ -123,6 +123,10 @@ pub struct BenchReport {
     /// Meters the detectors hold, and their state size where exported.
     pub detector_meters: Option<u64>,
     pub detector_state_bytes: Option<u64>,
+    /// Readings the Parquet lake sink wrote per second in the window, when
+    /// it runs: a sink slower than the pipeline shows here, not in
+    /// `events_per_sec`.
+    pub lake_per_sec: Option<f64>,
     /// Unprocessed readings at the end of the window.
     pub lag: u64,
     pub anomalies: u64,
@@ -246,6 +250,9 @@ pub fn bench(opts: &BenchOptions) -> Result<BenchReport, BenchError> {
         rss_bytes: b.proc.rss_bytes,
         detector_meters,
         detector_state_bytes,
+        lake_per_sec: probe::lake_written(&b.metrics)
+            .zip(probe::lake_written(&a.metrics))
+            .map(|(b, a)| (b - a).max(0.0) / secs),
         lag: b.status.lag,
         anomalies: b.status.anomalies.saturating_sub(a.status.anomalies),
         dead_letters: b.status.dead_letters.saturating_sub(a.status.dead_letters),
@@ -306,6 +313,9 @@ impl BenchReport {
         }
         if let Some(b) = self.detector_state_bytes {
             t.row(["detector state", &mib(b)]);
+        }
+        if let Some(r) = self.lake_per_sec {
+            t.row(["lake sink", &format!("{r:.0} readings/s written")]);
         }
         t.row(["lag at end", &self.lag.to_string()]);
         t.row(["anomalies in window", &self.anomalies.to_string()]);

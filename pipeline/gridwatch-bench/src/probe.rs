@@ -270,6 +270,27 @@ pub fn gauge_sum(text: &str, family: &str) -> Option<f64> {
     total
 }
 
+/// Readings the lake sink has written (`gridwatch_events_total` of stage
+/// `lake`, direction `out`), when it runs.
+pub fn lake_written(text: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("gridwatch_events_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        if labels.split(',').any(|l| l == r#"stage="lake""#)
+            && labels.split(',').any(|l| l == r#"direction="out""#)
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            total = Some(total.unwrap_or(0.0) + v);
+        }
+    }
+    total
+}
+
 /// Meters held by the detectors and the bytes of their state, as exported.
 pub fn detector_state(text: &str) -> (Option<u64>, Option<u64>) {
     (
@@ -293,6 +314,15 @@ gridwatch_ingest_to_detect_latency_seconds_count 100
 gridwatch_detector_meters{partition="0"} 10
 gridwatch_detector_meters{partition="1"} 12
 "#;
+
+    #[test]
+    fn the_lake_count_is_its_out_events_only() {
+        let text = "gridwatch_events_total{direction=\"in\",stage=\"lake\"} 7\n\
+                    gridwatch_events_total{direction=\"out\",stage=\"lake\"} 5\n\
+                    gridwatch_events_total{direction=\"out\",stage=\"detect\"} 9\n";
+        assert_eq!(lake_written(text), Some(5.0));
+        assert_eq!(lake_written(TEXT), None);
+    }
 
     #[test]
     fn quantiles_follow_histogram_quantile() {

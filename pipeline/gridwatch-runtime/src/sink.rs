@@ -47,7 +47,7 @@ pub struct SinkRunnerConfig {
 impl Default for SinkRunnerConfig {
     fn default() -> Self {
         Self {
-            batch_max: 5_000,
+            batch_max: 50_000,
             checkpoint_events: 10_000,
             checkpoint_interval: Duration::from_secs(10),
             fetch_wait: Duration::from_millis(200),
