@@ -16,7 +16,7 @@ use arrow_array::{
     TimestampMillisecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use gridwatch_contracts::fast::ScoredRef;
+use gridwatch_contracts::fast::{ScoreRef, ScoredRef};
 use gridwatch_contracts::{AnomalyEvent, Disposition, ScoredReading, SensorReading, Severity};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as Codec, ZstdLevel};
@@ -63,20 +63,7 @@ impl ReadingRow {
     /// Flattens a scored reading. Scores for fields other than
     /// [`SCORED_FIELDS`] (from a future detector) are not archived.
     pub fn new(offset: u64, appended_at: i64, scored: ScoredReading) -> Self {
-        let mut scores: [Option<FieldStats>; 3] = Default::default();
-        let mut any_anomalous_field = false;
-        for s in scored.scores {
-            any_anomalous_field |= s.anomalous;
-            if let Some(i) = SCORED_FIELDS.iter().position(|f| *f == s.field) {
-                scores[i] = Some(FieldStats {
-                    window_count: s.window_count,
-                    window_mean: s.window_mean,
-                    window_stddev: s.window_stddev,
-                    zscore: s.zscore,
-                    anomalous: s.anomalous,
-                });
-            }
-        }
+        let (scores, any_anomalous_field) = flatten_scores(scored.scores.iter().map(ScoreRef::of));
         let anomaly_types = (!scored.anomalies.is_empty()).then(|| {
             scored
                 .anomalies
@@ -104,20 +91,7 @@ impl ReadingRow {
     /// without the owned strings of a serde decode. Gives the same row as
     /// [`ReadingRow::new`].
     pub fn from_ref(offset: u64, appended_at: i64, scored: &ScoredRef<'_>) -> Self {
-        let mut scores: [Option<FieldStats>; 3] = Default::default();
-        let mut any_anomalous_field = false;
-        for s in scored.scores() {
-            any_anomalous_field |= s.anomalous;
-            if let Some(i) = SCORED_FIELDS.iter().position(|f| *f == s.field) {
-                scores[i] = Some(FieldStats {
-                    window_count: s.window_count,
-                    window_mean: s.window_mean,
-                    window_stddev: s.window_stddev,
-                    zscore: s.zscore,
-                    anomalous: s.anomalous,
-                });
-            }
-        }
+        let (scores, any_anomalous_field) = flatten_scores(scored.scores().iter().copied());
         Self {
             offset,
             appended_at,
@@ -136,6 +110,28 @@ impl ReadingRow {
     pub fn event_time(&self) -> i64 {
         self.reading.timestamp
     }
+}
+
+/// The scores by [`SCORED_FIELDS`] slot, and whether any field (archived or
+/// not) was anomalous.
+fn flatten_scores<'a>(
+    scores: impl Iterator<Item = ScoreRef<'a>>,
+) -> ([Option<FieldStats>; 3], bool) {
+    let mut slots: [Option<FieldStats>; 3] = Default::default();
+    let mut any_anomalous_field = false;
+    for s in scores {
+        any_anomalous_field |= s.anomalous;
+        if let Some(i) = SCORED_FIELDS.iter().position(|f| *f == s.field) {
+            slots[i] = Some(FieldStats {
+                window_count: s.window_count,
+                window_mean: s.window_mean,
+                window_stddev: s.window_stddev,
+                zscore: s.zscore,
+                anomalous: s.anomalous,
+            });
+        }
+    }
+    (slots, any_anomalous_field)
 }
 
 /// One anomaly, ready to archive.

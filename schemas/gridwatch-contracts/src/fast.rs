@@ -104,10 +104,7 @@ pub fn decode_chain_reading(buf: &[u8]) -> Option<ReadingRef<'_>> {
 }
 
 fn read_reading<'a>(buf: &'a [u8], pos: &mut usize) -> Option<ReadingRef<'a>> {
-    let len = usize::try_from(read_long(buf, pos)?).ok()?;
-    let end = pos.checked_add(len)?;
-    let meter_id = std::str::from_utf8(buf.get(*pos..end)?).ok()?;
-    *pos = end;
+    let meter_id = read_str(buf, pos)?;
     let timestamp = read_long(buf, pos)?;
     let voltage = read_f64(buf, pos)?;
     let current = read_f64(buf, pos)?;
