@@ -9,6 +9,9 @@
 //! 3. Let the [`Router`] send each output to its topics (for the grid
 //!    pipeline, `scored`, `anomalies` and `dead-letter`; see
 //!    [`crate::grid`]) and append them (durable when the append returns).
+//!    The appends run in the background while the next batch goes through
+//!    the chain, one batch in flight at a time; the position producers
+//!    wait on moves only once they are durable.
 //! 4. Every `checkpoint_events` records or `checkpoint_interval`, record the
 //!    input position, the outputs' high watermarks and where to replay from
 //!    to rebuild chain state.
