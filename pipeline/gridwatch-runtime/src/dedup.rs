@@ -211,7 +211,8 @@ impl Seen {
         }
     }
 
-    /// Drops timestamps before `cutoff`; the newest always stays.
+    /// Drops timestamps before `cutoff`. The newest always stays, as in the
+    /// sorted list this replaced; a silent meter goes with the sweep.
     fn evict_before(&mut self, cutoff: i64) {
         while self.count > 1 && self.oldest < cutoff {
             let mut at = 0;
@@ -221,10 +222,6 @@ impl Seen {
             self.gaps.drain(..at);
             self.oldest = self.oldest.wrapping_add(gap as i64);
             self.count -= 1;
-        }
-        if self.count == 1 && self.oldest < cutoff {
-            // Only reachable when the newest itself is old: keep it, as the
-            // sorted list did (the meter is swept when silent).
         }
     }
 
